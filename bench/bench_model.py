@@ -1,0 +1,100 @@
+"""Cold start and warm latency of the exported .tflite path against the same model in TensorFlow/Keras.
+
+Each path runs in a fresh subprocess (so import and load costs are real), pinned to one core where
+the OS allows. Prints figures and the ratios Keras/TFLite measured in this same run.
+
+    python bench/bench_model.py [--slices 100] [--data ../shared/data/nih-pancreas-ct-slices]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CHILD = r"""
+import json, os, resource, sys, time
+t0 = time.perf_counter()
+import numpy as np
+mode, n, images_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+images = np.load(images_path)
+if mode == "tflite":
+    from pancscan.model import load_model
+    model = load_model()
+    t_loaded = time.perf_counter()
+    run = lambda x: model.run(x)
+else:
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from pancscan.model import SHIPPED_MODEL
+    from pancscan_model.network import build_backbone, build_inference_model
+    backbone = build_backbone()
+    backbone.load_weights(SHIPPED_MODEL.with_suffix(".weights.h5"))
+    keras_model = build_inference_model(backbone, batch_size=1)
+    t_loaded = time.perf_counter()
+    run = lambda x: keras_model(x[None, ..., None], training=False)
+run(images[0])
+t_first = time.perf_counter()
+times = []
+for i in range(n):
+    s = time.perf_counter()
+    run(images[i % len(images)])
+    times.append(time.perf_counter() - s)
+print(json.dumps({
+    "import_and_load_s": t_loaded - t0, "cold_start_s": t_first - t0,
+    "warm_ms_median": 1000 * float(np.median(times)), "warm_ms_p95": 1000 * float(np.percentile(times, 95)),
+    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+}))
+"""
+
+
+def measure(mode: str, n: int, images_path: Path) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1")
+    command = [sys.executable, "-c", CHILD, mode, str(n), str(images_path)]
+    if hasattr(os, "sched_setaffinity"):
+        command = ["taskset", "-c", "0", *command] if _has_taskset() else command
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _has_taskset() -> bool:
+    return subprocess.run(["sh", "-c", "command -v taskset"], capture_output=True).returncode == 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--slices", type=int, default=100)
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/nih-pancreas-ct-slices"))
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per path; the median is reported")
+    args = parser.parse_args()
+
+    import tempfile
+
+    import numpy as np
+
+    from pancscan.imaging import to_model_input
+    from pancscan_model.data import load_nih_slices
+
+    images = np.stack([to_model_input(s.image) for s in load_nih_slices(args.data)[:20]])
+    with tempfile.TemporaryDirectory() as tmp:
+        images_path = Path(tmp) / "images.npy"
+        np.save(images_path, images)
+        results = {}
+        for mode in ("tflite", "keras"):
+            runs = [measure(mode, args.slices, images_path) for _ in range(args.repeats)]
+            results[mode] = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+    print(f"{'':22s} {'TFLite (LiteRT)':>16s} {'TensorFlow/Keras':>17s} {'Keras/TFLite':>13s}")
+    for key, label in [("cold_start_s", "cold start (s)"), ("import_and_load_s", "import + load (s)"),
+                       ("warm_ms_median", "warm median (ms)"), ("warm_ms_p95", "warm p95 (ms)"),
+                       ("peak_rss_mb", "peak memory (MB)")]:
+        lite, keras = results["tflite"][key], results["keras"][key]
+        print(f"{label:22s} {lite:16.3f} {keras:17.3f} {keras / lite:12.1f}x")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The `pancscan` command: predict (runtime only), train and evaluate (TensorFlow, lazily imported)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pancscan.errors import ScanRejected
+from pancscan.predict import SliceResult, predict_bytes, rejected
+
+MAX_FILE_BYTES = 50 * 1024 * 1024
+DISCLAIMER = "PancScan is research software, not a medical device: never use it for diagnosis."
+LABEL_TEXT = {"cancer_detected": "Cancer detected", "no_cancer_detected": "No cancer detected"}
+
+
+def predict_path(path: Path, model) -> SliceResult:
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return rejected(ScanRejected("too_large", f"The file is over {MAX_FILE_BYTES // 2**20} MB."), model)
+        data = path.read_bytes()
+    except OSError:
+        return rejected(ScanRejected("unreadable_file", "The file could not be opened."), model)
+    return predict_bytes(data, model)
+
+
+def describe(path: str, result: SliceResult) -> str:
+    if result.status == "rejected":
+        return f"{path}: rejected ({result.reason.code}): {result.reason.message}"
+    return (
+        f"{path}: {LABEL_TEXT[result.label]} (probability {result.probability:.2f}, "
+        f"confidence {result.confidence:.2f}, threshold {result.threshold:.2f}, model {result.model_version})"
+    )
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from pancscan.model import load_model
+
+    try:
+        model = load_model(args.model)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"pancscan: cannot load the model: {exc}", file=sys.stderr)
+        return 1
+    if not args.json:
+        print(DISCLAIMER, file=sys.stderr)
+    for name in args.paths:
+        result = predict_path(Path(name), model)
+        if args.heatmap_dir and result.heatmap is not None:
+            from pancscan.overlay import save_overlay
+
+            save_overlay(Path(name), result.heatmap, Path(args.heatmap_dir))
+        print(json.dumps({"path": name, **result.as_dict()}) if args.json else describe(name, result), flush=True)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pancscan_model.train import TrainConfig, train
+
+    config = TrainConfig(epochs=args.epochs, seed=args.seed)
+    train(args.data, args.out, config, log=lambda line: print(line, flush=True))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pancscan_model.evaluate import evaluate
+
+    evaluate(args.data, model_path=args.model, out_dir=args.out, log=lambda line: print(line, flush=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pancscan", description=f"PancScan. {DISCLAIMER}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    predict = commands.add_parser("predict", help="score CT slice images (PNG, JPEG)")
+    predict.add_argument("paths", nargs="+", metavar="PATH")
+    predict.add_argument("--json", action="store_true", help="one JSON object per input per line")
+    predict.add_argument("--model", help="a .tflite with its .json beside it (default: the shipped model)")
+    predict.add_argument("--heatmap-dir", help="also write each slice with its heatmap drawn over it, as PNG")
+    predict.set_defaults(run=_predict)
+
+    train = commands.add_parser("train", help="train, calibrate and export a model (needs the 'train' extra)")
+    train.add_argument("--data", required=True, help="folder with images/ and masks/ (NIH Pancreas-CT slices)")
+    train.add_argument("--out", required=True, help="folder for pancscan.tflite, pancscan.json and logs")
+    train.add_argument("--epochs", type=int, default=24, help="epochs of 100 steps of 6 lesion/normal pairs")
+    train.add_argument("--seed", type=int, default=20261127)
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="metrics table, JSON report, ROC and calibration plots")
+    evaluate.add_argument("--data", required=True,
+                          help="NIH slices (images/, masks/: held-out patients with simulated lesions), "
+                               "class folders (normal/, cancer/) or MSD Task07 (imagesTr/, labelsTr/)")
+    evaluate.add_argument("--model", help="a .tflite with its .json beside it (default: the shipped model)")
+    evaluate.add_argument("--out", default="evaluation", help="folder for report.json and the plots")
+    evaluate.set_defaults(run=_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""The one error type for input PancScan will not score, with stable reason codes."""
+
+from __future__ import annotations
+
+# Stable codes: clients, the site and the API documentation depend on them.
+REASON_CODES = {
+    "unreadable_file": "The file could not be read as a supported image.",
+    "too_large": "The file or image is larger than PancScan accepts.",
+    "not_abdominal_ct": "The image does not look like an axial abdominal CT slice.",
+}
+
+
+class ScanRejected(Exception):
+    """Bad input: an answer with a reason code, never a crash."""
+
+    def __init__(self, code: str, message: str):
+        if code not in REASON_CODES:
+            raise ValueError(f"unknown reason code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}

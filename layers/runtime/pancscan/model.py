@@ -1,0 +1,100 @@
+"""The exported model at run time: a .tflite and its metadata JSON, loaded once per process.
+
+Uses ai-edge-litert, falling back to TensorFlow Lite's interpreter only when LiteRT is missing.
+Nothing here imports TensorFlow unless that fallback is taken.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+MODEL_ENV = "PANCSCAN_MODEL"
+# The shipped artefact sits in model/ at the top of the repository.
+SHIPPED_MODEL = Path(__file__).resolve().parents[3] / "model" / "pancscan.tflite"
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    version: str
+    input_size: int
+    window_center_hu: float
+    window_width_hu: float
+    threshold: float
+    platt_a: float
+    platt_b: float
+    ood_ranges: dict[str, list[float]]
+    pancreas_min: float
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ModelMetadata":
+        return cls(
+            version=data["version"],
+            input_size=int(data["input"]["size"][0]),
+            window_center_hu=float(data["window"]["center_hu"]),
+            window_width_hu=float(data["window"]["width_hu"]),
+            threshold=float(data["threshold"]),
+            platt_a=float(data["calibration"]["a"]),
+            platt_b=float(data["calibration"]["b"]),
+            ood_ranges={k: [float(v[0]), float(v[1])] for k, v in data["ood"]["ranges"].items()},
+            pancreas_min=float(data["ood"]["pancreas_min"]),
+        )
+
+
+@dataclass(frozen=True)
+class RawOutput:
+    """What the graph computes for one slice, before calibration."""
+
+    score_logit: float
+    heatmap: np.ndarray  # (64, 64) lesion probability per cell
+    pancreas_max: float
+
+
+def _interpreter(model_path: Path):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover - only where LiteRT has no wheel
+        from tensorflow.lite import Interpreter  # type: ignore[no-redef]
+    # One thread: Lambda gives a fraction of a core per 1.8 GB, and several workers share a host.
+    return Interpreter(model_path=str(model_path), num_threads=1)
+
+
+class SliceModel:
+    """A loaded model: ``run`` maps one model input (size x size, 0..1) to its raw outputs."""
+
+    def __init__(self, model_path: str | Path):
+        model_path = Path(model_path)
+        self.path = model_path
+        self.metadata = ModelMetadata.from_json(json.loads(model_path.with_suffix(".json").read_text()))
+        self._runner = _interpreter(model_path).get_signature_runner()
+
+    def run(self, image: np.ndarray) -> RawOutput:
+        size = self.metadata.input_size
+        if image.shape != (size, size):
+            raise ValueError(f"model input must be {size}x{size}, got {image.shape}")
+        out = self._runner(image=np.asarray(image, np.float32).reshape(1, size, size, 1))
+        return RawOutput(
+            score_logit=float(out["score_logit"].ravel()[0]),
+            heatmap=np.asarray(out["heatmap"][0], np.float32),
+            pancreas_max=float(out["pancreas_max"].ravel()[0]),
+        )
+
+    def probability(self, score_logit: float) -> float:
+        """Calibrated probability (Platt scaling fitted on validation patients)."""
+        z = self.metadata.platt_a * score_logit + self.metadata.platt_b
+        return float(1.0 / (1.0 + np.exp(-np.clip(z, -60, 60))))
+
+
+def default_model_path() -> Path:
+    return Path(os.environ.get(MODEL_ENV, SHIPPED_MODEL))
+
+
+@lru_cache(maxsize=4)
+def load_model(path: str | Path | None = None) -> SliceModel:
+    """The model at ``path`` (default: $PANCSCAN_MODEL, else the shipped one), loaded once per process."""
+    return SliceModel(Path(path) if path else default_model_path())

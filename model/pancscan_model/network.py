@@ -1,0 +1,77 @@
+"""The PancScan network: a small fully convolutional encoder-decoder with two heads.
+
+- a pancreas head (supervised by the NIH masks): finds the organ, and tells the runtime whether
+  the slice shows a pancreas at all (part of the out-of-distribution check);
+- a lesion head (supervised by the simulated lesion masks): a 64x64 map of lesion logits.
+
+The slice score is the maximum of the lesion map, averaged over the slice and its left-right
+mirror image (test-time augmentation inside the graph), so the exported model needs no gradients
+and no Python-side post-processing other than the calibration in the metadata.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from tensorflow import keras
+from tensorflow.keras import layers
+
+INPUT_SIZE = 256
+MAP_SIZE = 64  # lesion and pancreas maps: one cell per 4x4 input pixels (about 5.6 mm)
+
+
+def _conv(x, channels: int, stride: int = 1, dilation: int = 1):
+    x = layers.Conv2D(channels, 3, strides=stride, dilation_rate=dilation, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+def build_backbone(size: int = INPUT_SIZE) -> keras.Model:
+    """(N, size, size, 1) in 0..1 -> pancreas logits and lesion logits, each (N, size/4, size/4, 1)."""
+    image = keras.Input((size, size, 1), name="image")
+    x = layers.Rescaling(2.0, offset=-1.0)(image)
+    x = _conv(x, 12)
+    x = _conv(x, 16, stride=2)  # 128
+    x = _conv(x, 16)
+    x = _conv(x, 32, stride=2)  # 64
+    skip64 = _conv(x, 32)
+    x = _conv(skip64, 48, stride=2)  # 32
+    skip32 = _conv(x, 48)
+    x = _conv(skip32, 96, stride=2)  # 16
+    x = _conv(x, 96)
+    x = _conv(x, 96, dilation=2)
+    x = layers.UpSampling2D(2)(x)
+    x = layers.Add()([layers.Conv2D(48, 1)(x), skip32])
+    x = _conv(x, 48)
+    x = layers.UpSampling2D(2)(x)
+    x = layers.Add()([layers.Conv2D(32, 1)(x), skip64])
+    x = _conv(x, 32)
+    pancreas = layers.Conv2D(1, 1, name="pancreas_logits")(x)
+    lesion = _conv(layers.Concatenate()([x, pancreas]), 32)
+    lesion = layers.Conv2D(1, 1, name="lesion_logits", bias_initializer=keras.initializers.Constant(-4.0))(lesion)
+    return keras.Model(image, [pancreas, lesion], name="pancscan_backbone")
+
+
+class MirrorAverage(layers.Layer):
+    """Run the backbone on the slice and its mirror image; average the maps (un-mirrored)."""
+
+    def __init__(self, backbone: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+
+    def call(self, image):
+        pancreas, lesion = self.backbone(image, training=False)
+        pancreas_m, lesion_m = self.backbone(tf.reverse(image, axis=[2]), training=False)
+        return (pancreas + tf.reverse(pancreas_m, axis=[2])) / 2, (lesion + tf.reverse(lesion_m, axis=[2])) / 2
+
+
+def build_inference_model(backbone: keras.Model, batch_size: int | None = 1) -> keras.Model:
+    """What is exported: (1, 256, 256, 1) -> score logit (1, 1), heatmap (1, 64, 64), pancreas max (1, 1).
+
+    ``batch_size=None`` gives the same graph for batched scoring during training and tests.
+    """
+    image = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), batch_size=batch_size, name="image")
+    pancreas, lesion = MirrorAverage(backbone)(image)
+    score = layers.GlobalMaxPooling2D(name="score_logit")(lesion)
+    heatmap = layers.Reshape((MAP_SIZE, MAP_SIZE), name="heatmap")(layers.Activation("sigmoid")(lesion))
+    pancreas_max = layers.GlobalMaxPooling2D(name="pancreas_max")(layers.Activation("sigmoid")(pancreas))
+    return keras.Model(image, {"score_logit": score, "heatmap": heatmap, "pancreas_max": pancreas_max})

@@ -1,0 +1,53 @@
+"""Shared fixtures. The NIH slices are found through $PANCSCAN_DATA (default: the shared folder
+beside the checkout); tests that need them skip, saying so, where they are absent."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "nih-pancreas-ct-slices"
+
+
+def nih_data_dir() -> Path:
+    return Path(os.environ.get("PANCSCAN_DATA", DEFAULT_DATA))
+
+
+@pytest.fixture(scope="session")
+def nih_dir() -> Path:
+    path = nih_data_dir()
+    if not (path / "images").is_dir():
+        pytest.skip(f"NIH Pancreas-CT slices not found at {path}: set PANCSCAN_DATA (see README, 'Data')")
+    return path
+
+
+@pytest.fixture(scope="session")
+def nih_slices(nih_dir):
+    from pancscan_model.data import load_nih_slices
+
+    return load_nih_slices(nih_dir)
+
+
+@pytest.fixture(scope="session")
+def shipped_model():
+    from pancscan.model import load_model
+
+    return load_model()
+
+
+def png_bytes(array: np.ndarray, mode: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(array).astype(np.uint8), mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg_bytes(array: np.ndarray, quality: int = 95) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(array).astype(np.uint8)).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

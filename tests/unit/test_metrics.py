@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from pancscan_model import metrics
+
+
+def test_auroc_of_perfect_random_and_inverted_scores():
+    labels = np.array([0, 0, 1, 1])
+    assert metrics.auroc(labels, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+    assert metrics.auroc(labels, np.array([0.9, 0.8, 0.2, 0.1])) == 0.0
+    assert metrics.auroc(labels, np.array([0.5, 0.5, 0.5, 0.5])) == 0.5
+
+
+def test_auroc_matches_pairwise_definition():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    scores = rng.normal(labels * 0.7, 1.0).round(1)  # rounding makes ties
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    pairwise = np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :]))
+    assert metrics.auroc(labels, scores) == pytest.approx(pairwise)
+
+
+def test_platt_scaling_recovers_a_known_logistic_model():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 2, 20000)
+    labels = rng.random(20000) < 1 / (1 + np.exp(-(0.5 * logits - 1.0)))
+    a, b = metrics.fit_platt(logits, labels)
+    assert a == pytest.approx(0.5, abs=0.05) and b == pytest.approx(-1.0, abs=0.08)
+
+
+def test_threshold_keeps_the_target_specificity():
+    rng = np.random.default_rng(2)
+    labels = np.r_[np.zeros(100), np.ones(100)].astype(int)
+    scores = np.r_[rng.random(100), rng.random(100) + 0.5]
+    t = metrics.threshold_at_specificity(labels, scores, 0.95)
+    assert np.mean(scores[labels == 0] < t) >= 0.95
+    assert np.mean(scores[labels == 0] < t) <= 0.96  # the lowest such threshold
+
+
+def test_ece_is_zero_when_calibrated_and_large_when_not():
+    labels = np.r_[np.ones(30), np.zeros(70)]
+    assert metrics.expected_calibration_error(labels, np.full(100, 0.3)) == pytest.approx(0.0)
+    assert metrics.expected_calibration_error(labels, np.full(100, 0.9)) == pytest.approx(0.6)
+
+
+def test_patient_bootstrap_interval_contains_the_estimate():
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(20), 10)
+    values = rng.normal(1.0, 1.0, 200)
+    lo, hi = metrics.patient_bootstrap(lambda i: values[i].mean(), groups, n=300)
+    assert lo < values.mean() < hi
+    assert hi - lo < 1.0
