@@ -25,8 +25,11 @@ def _conv(x, channels: int, stride: int = 1, dilation: int = 1):
     return layers.ReLU()(x)
 
 
-def build_backbone(size: int = INPUT_SIZE) -> keras.Model:
-    """(N, size, size, 1) in 0..1 -> pancreas logits and lesion logits, each (N, size/4, size/4, 1)."""
+def build_backbone(size: int | None = INPUT_SIZE) -> keras.Model:
+    """(N, size, size, 1) in 0..1 -> pancreas logits and lesion logits, each (N, size/4, size/4, 1).
+
+    Fully convolutional: ``size=None`` accepts any multiple of 16 (training on crops).
+    """
     image = keras.Input((size, size, 1), name="image")
     x = layers.Rescaling(2.0, offset=-1.0)(image)
     x = _conv(x, 12)

@@ -39,14 +39,31 @@ def block_max(a: np.ndarray, k: int = 4) -> np.ndarray:
     return a.reshape(h // k, k, w // k, k).max(axis=(1, 3))
 
 
-def _affine(stack: np.ndarray, rng: np.random.Generator, *, rotate_deg: float, scale: tuple[float, float], shift: float, flips: bool) -> np.ndarray:
-    """One random affine (and flips) applied identically to every channel of ``stack`` (C, H, W)."""
+def _affine(
+    stack: np.ndarray, rng: np.random.Generator, *, rotate_deg: float, scale: tuple[float, float], shift: float,
+    flips: bool, crop: int | None = None, focus: np.ndarray | None = None,
+) -> np.ndarray:
+    """One random affine (and flips) applied identically to every channel of ``stack`` (C, H, W).
+
+    With ``crop``, only a crop x crop window of the result is computed: centred near ``focus``
+    (a mask, e.g. the pancreas) four times in five, anywhere otherwise; its corner on the 4-pixel grid.
+    """
     angle = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg))
     zoom = rng.uniform(*scale)
     matrix = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) / zoom
     centre = np.array(stack.shape[1:]) / 2.0
     offset = centre - matrix @ centre + rng.uniform(-shift, shift, 2)
-    out = np.stack([ndimage.affine_transform(c, matrix, offset, order=1, mode="nearest") for c in stack])
+    shape = stack.shape[1:]
+    if crop:
+        size = np.array(shape)
+        if focus is not None and focus.any() and rng.random() < 0.8:
+            target = np.linalg.solve(matrix, np.argwhere(focus > 0.5).mean(axis=0) - offset)
+            corner = target - crop / 2 + rng.uniform(-crop / 4, crop / 4, 2)
+        else:
+            corner = rng.uniform(0, size - crop, 2)
+        corner = (np.clip(corner, 0, size - crop) // 4 * 4).astype(int)
+        offset, shape = offset + matrix @ corner, (crop, crop)
+    out = np.stack([ndimage.affine_transform(c, matrix, offset, output_shape=shape, order=1, mode="nearest") for c in stack])
     if flips and rng.random() < 0.5:  # both vertical orientations occur in the wild
         out = out[:, ::-1]
     if flips and rng.random() < 0.5:
@@ -54,10 +71,12 @@ def _affine(stack: np.ndarray, rng: np.random.Generator, *, rotate_deg: float, s
     return out
 
 
-def training_pair(item: CTSlice, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def training_pair(item: CTSlice, rng: np.random.Generator, crop: int | None = None) -> tuple[np.ndarray, ...]:
     """A lesioned slice and its lesion-free twin under the same augmentation.
 
-    Returns images (2, 256, 256), pancreas targets (2, 64, 64) and lesion targets (2, 64, 64).
+    Returns images (2, S, S), pancreas targets (2, S/4, S/4), lesion targets (2, S/4, S/4) and
+    labels (2,), where S is 256, or ``crop`` for a window that mostly holds the lesion (cheaper
+    steps, same network); a window that missed the lesion labels both twins normal.
     """
     lesioned, lesion = simulate_lesion(item.image, item.pancreas, rng, diameter_mm=sample_diameter_mm(rng))
     stack = np.stack(
@@ -68,7 +87,7 @@ def training_pair(item: CTSlice, rng: np.random.Generator) -> tuple[np.ndarray, 
             to_model_input(lesion.mask * 255.0),
         ]
     )
-    stack = _affine(stack, rng, rotate_deg=15, scale=(0.8, 1.2), shift=20, flips=True)
+    stack = _affine(stack, rng, rotate_deg=15, scale=(0.8, 1.2), shift=20, flips=True, crop=crop, focus=stack[3])
     normal, sick, pancreas, lesion_map = stack
     # Same intensity change and noise for both twins: the only difference left is the lesion.
     contrast, brightness = rng.uniform(0.85, 1.15), rng.uniform(-0.06, 0.06)
@@ -80,10 +99,12 @@ def training_pair(item: CTSlice, rng: np.random.Generator) -> tuple[np.ndarray, 
         images.append(np.clip((image - 0.5) * contrast + 0.5 + brightness + noise, 0, 1))
     pancreas_target = block_mean(pancreas)
     lesion_target = block_max((lesion_map > 0.5).astype(np.float32))
+    sick_label = 1.0 if crop is None else float(lesion_target.max() > 0)
     return (
         np.stack(images).astype(np.float32),
         np.stack([pancreas_target, pancreas_target]).astype(np.float32),
         np.stack([np.zeros_like(lesion_target), lesion_target]).astype(np.float32),
+        np.array([0.0, sick_label], np.float32),
     )
 
 

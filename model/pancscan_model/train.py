@@ -6,6 +6,7 @@ out-of-distribution ranges; then export of the .tflite and its metadata.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -24,9 +25,10 @@ from pancscan_model.samples import evaluation_cases, training_pair
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 24
+    epochs: int = 28
     steps_per_epoch: int = 100
-    pairs_per_batch: int = 6
+    pairs_per_batch: int = 12
+    crop: int | None = 128  # train on crop x crop windows (mostly around the lesion); None: whole slices
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 20261127
@@ -36,14 +38,13 @@ class TrainConfig:
     eval_variants: int = 3
 
 
-def batches(slices: list[CTSlice], pairs: int, seed: int):
+def batches(slices: list[CTSlice], pairs: int, seed: int, crop: int | None = None):
     """Endless batches of ``pairs`` lesioned/normal twins: (images, pancreas, lesion, labels)."""
     rng = np.random.default_rng(seed)
     while True:
-        parts = [training_pair(slices[rng.integers(len(slices))], rng) for _ in range(pairs)]
+        parts = [training_pair(slices[rng.integers(len(slices))], rng, crop) for _ in range(pairs)]
         images, pancreas, lesion = (np.concatenate([p[i] for p in parts])[..., None] for i in range(3))
-        labels = np.tile(np.array([0.0, 1.0], np.float32), pairs)
-        yield images, pancreas, lesion, labels
+        yield images, pancreas, lesion, np.concatenate([p[3] for p in parts])
 
 
 def losses(pancreas_true, lesion_true, labels, pancreas_logits, lesion_logits) -> dict[str, tf.Tensor]:
@@ -63,7 +64,8 @@ def losses(pancreas_true, lesion_true, labels, pancreas_logits, lesion_logits) -
         "lesion_map": tf.reduce_mean(tf.nn.weighted_cross_entropy_with_logits(lesion_true, lesion_logits, pos_weight=20.0)) * 5.0,
         "lesion_dice": tf.reduce_mean(1.0 - (2.0 * overlap + 1.0) / (total + 1.0)),
         "slice": tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, image_logit)),
-        "twin_rank": tf.reduce_mean(tf.nn.softplus(normal - sick + 2.0)) * 0.5,
+        "twin_rank": tf.reduce_sum(tf.nn.softplus(normal - sick + 2.0) * labels[1::2])
+        / tf.maximum(tf.reduce_sum(labels[1::2]), 1.0) * 0.5,
     }
 
 
@@ -94,7 +96,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig = Train
     log(f"patients train/val/test: {len(split['train'])}/{len(split['val'])}/{len(split['test'])}; "
         f"slices {len(by_split['train'])}/{len(by_split['val'])}/{len(by_split['test'])}")
 
-    backbone = build_backbone()
+    backbone = build_backbone(None if config.crop else 256)
     steps = config.epochs * config.steps_per_epoch
     schedule = tf.keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.02)
     optimizer = tf.keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
@@ -104,7 +106,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig = Train
     started = time.monotonic()
     running = None
     # A plain loop: tf.data's generator thread fought TensorFlow for the two cores (1.5x slower).
-    train_batches = batches(by_split["train"], config.pairs_per_batch, config.seed)
+    train_batches = batches(by_split["train"], config.pairs_per_batch, config.seed, config.crop)
     for index in range(steps):
         total, parts = step(*next(train_batches))
         values = {k: float(v) for k, v in parts.items()} | {"total": float(total)}
@@ -152,7 +154,8 @@ def calibrate_and_export(backbone, by_split, split, config: TrainConfig, out_dir
 
     metadata = {
         "name": "pancscan-slice",
-        "version": f"0.1.0+seed{config.seed}",
+        # the configuration's hash tells models trained with different settings apart
+        "version": "0.1.0+" + hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:8],
         "input": {"size": [256, 256], "channels": 1, "range": [0.0, 1.0], "orientation": "radiological; both vertical orientations trained"},
         "window": {"center_hu": 40.0, "width_hu": 400.0},
         "outputs": {"score_logit": "max of the lesion map (logit)", "heatmap": "64x64 lesion probability map",

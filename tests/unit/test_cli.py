@@ -56,3 +56,15 @@ def test_console_script_runs_as_a_separate_process(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "rejected"
     assert "Traceback" not in done.stderr
+
+
+def test_runtime_path_never_imports_tensorflow(tmp_path):
+    path = tmp_path / "blank.png"
+    path.write_bytes(png_bytes(np.zeros((64, 64))))
+    code = (
+        "import sys; from pancscan.cli import main; main(['predict', '--json', sys.argv[1]]); "
+        "assert 'ai_edge_litert' in sys.modules, 'the model was not loaded'; "
+        "assert not any(m == 'tensorflow' or m.startswith(('tensorflow.', 'keras')) for m in sys.modules), 'TF imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
