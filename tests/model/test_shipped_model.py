@@ -59,3 +59,16 @@ def test_heatmap_points_at_the_lesion(test_patient_slices, shipped_model):
         near[max(peak[0] - 2, 0) : peak[0] + 3, max(peak[1] - 2, 0) : peak[1] + 3] = True
         hits += bool((near & lesion_cells).any())
     assert hits >= 7
+
+
+def test_plain_output_states_the_verdict_and_the_disclaimer_and_heatmap_dir_writes_overlays(nih_dir, tmp_path, capsys):
+    path = sorted((nih_dir / "images").glob("*.jpg"))[0]
+    assert main(["predict", "--heatmap-dir", str(tmp_path), str(path)]) == 0
+    out = capsys.readouterr()
+    assert "not a medical device" in out.err
+    assert "Cancer detected" in out.out or "No cancer detected" in out.out
+    overlay = tmp_path / f"{path.stem}.heatmap.png"
+    from PIL import Image
+
+    with Image.open(overlay) as img:
+        assert img.mode == "RGB" and img.size == (512, 512)
