@@ -35,8 +35,7 @@ def _crop(rng, array: np.ndarray, size: int = 256) -> np.ndarray:
     side = int(rng.uniform(0.4, 1.0) * min(h, w))
     y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
     piece = array[y : y + side, x : x + side]
-    mode = "RGB" if piece.ndim == 3 else "L"
-    return np.asarray(Image.fromarray(piece.astype(np.uint8), mode).resize((size, size)))
+    return np.asarray(Image.fromarray(piece.astype(np.uint8)).resize((size, size)))
 
 
 def photos(rng, n: int) -> list[bytes]:

@@ -70,7 +70,7 @@ def to_model_input(grey: np.ndarray, size: int = MODEL_SIZE) -> np.ndarray:
 
     Training uses this same function, so the model sees exactly what the runtime gives it.
     """
-    img = Image.fromarray(np.asarray(grey, np.float32), mode="F")
+    img = Image.fromarray(np.asarray(grey, np.float32))  # float32 -> mode "F"
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BILINEAR)
     return np.clip(np.asarray(img, np.float32) / 255.0, 0.0, 1.0)

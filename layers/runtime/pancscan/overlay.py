@@ -15,7 +15,7 @@ def overlay(grey: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5) -> Imag
     alpha = np.clip((np.asarray(heat) - 0.1) / 0.9, 0, 1)[..., None] * opacity
     red = np.array([255.0, 40.0, 0.0])
     rgb = base[..., None] * (1 - alpha) + red * alpha
-    return Image.fromarray(rgb.astype(np.uint8), "RGB")
+    return Image.fromarray(rgb.astype(np.uint8))
 
 
 def save_overlay(image_path: Path, heatmap: np.ndarray, out_dir: Path) -> Path:
