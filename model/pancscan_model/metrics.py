@@ -6,6 +6,8 @@ import numpy as np
 from scipy.special import expit
 from scipy.stats import rankdata
 
+from pancscan.model import platt
+
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney U with ties counted half)."""
@@ -46,8 +48,7 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, iterations: int = 100) -> 
     return float(a), float(b)
 
 
-def calibrate(logits: np.ndarray, a: float, b: float) -> np.ndarray:
-    return expit(a * np.asarray(logits, np.float64) + b)
+calibrate = platt  # the runtime's formula, so training and serving cannot drift
 
 
 def threshold_at_specificity(labels: np.ndarray, scores: np.ndarray, specificity: float = 0.95) -> float:

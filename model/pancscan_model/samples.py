@@ -46,7 +46,7 @@ def _affine(
     """One random affine (and flips) applied identically to every channel of ``stack`` (C, H, W).
 
     With ``crop``, only a crop x crop window of the result is computed: centred near ``focus``
-    (a mask, e.g. the pancreas) four times in five, anywhere otherwise; its corner on the 4-pixel grid.
+    (a mask, e.g. the lesion) four times in five, anywhere otherwise; its corner on the 4-pixel grid.
     """
     angle = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg))
     zoom = rng.uniform(*scale)
@@ -99,7 +99,7 @@ def training_pair(item: CTSlice, rng: np.random.Generator, crop: int | None = No
         images.append(np.clip((image - 0.5) * contrast + 0.5 + brightness + noise, 0, 1))
     pancreas_target = block_mean(pancreas)
     lesion_target = block_max((lesion_map > 0.5).astype(np.float32))
-    sick_label = 1.0 if crop is None else float(lesion_target.max() > 0)
+    sick_label = float(lesion_target.max() > 0)
     return (
         np.stack(images).astype(np.float32),
         np.stack([pancreas_target, pancreas_target]).astype(np.float32),

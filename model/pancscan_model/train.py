@@ -28,7 +28,7 @@ class TrainConfig:
     epochs: int = 28
     steps_per_epoch: int = 100
     pairs_per_batch: int = 12
-    crop: int | None = 128  # train on crop x crop windows (mostly around the lesion); None: whole slices
+    crop: int | None = 128  # train on crop x crop windows (mostly around the lesion); 0 or None: whole slices
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 20261127
@@ -96,7 +96,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig = Train
     log(f"patients train/val/test: {len(split['train'])}/{len(split['val'])}/{len(split['test'])}; "
         f"slices {len(by_split['train'])}/{len(by_split['val'])}/{len(by_split['test'])}")
 
-    backbone = build_backbone(None if config.crop else 256)
+    backbone = build_backbone(size=None)
     steps = config.epochs * config.steps_per_epoch
     schedule = tf.keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.02)
     optimizer = tf.keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)

@@ -50,3 +50,10 @@ def test_shipped_tflite_matches_keras_on_real_slices(nih_slices):
         assert abs(got.score_logit - float(expected["score_logit"][0, 0])) <= 1e-4
         assert abs(got.pancreas_max - float(expected["pancreas_max"][0, 0])) <= 1e-4
         assert np.max(np.abs(got.heatmap - np.asarray(expected["heatmap"][0]))) <= 1e-4
+
+
+def test_default_training_config_is_the_shipped_models():
+    from dataclasses import asdict
+
+    shipped = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())["training"]["config"]
+    assert asdict(TrainConfig()) == shipped

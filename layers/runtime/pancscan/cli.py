@@ -57,7 +57,8 @@ def _predict(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from pancscan_model.train import TrainConfig, train
 
-    config = TrainConfig(epochs=args.epochs, seed=args.seed, pairs_per_batch=args.pairs, crop=args.crop or None)
+    given = {"epochs": args.epochs, "seed": args.seed, "pairs_per_batch": args.pairs, "crop": args.crop}
+    config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
     train(args.data, args.out, config, log=lambda line: print(line, flush=True))
     return 0
 
@@ -83,10 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train, calibrate and export a model (needs the 'train' extra)")
     train.add_argument("--data", required=True, help="folder with images/ and masks/ (NIH Pancreas-CT slices)")
     train.add_argument("--out", required=True, help="folder for pancscan.tflite, pancscan.json and logs")
-    train.add_argument("--epochs", type=int, default=28, help="epochs of 100 steps")
-    train.add_argument("--pairs", type=int, default=12, help="lesioned/normal twin pairs per step")
-    train.add_argument("--crop", type=int, default=128, help="train on crops of this size (0: whole 256x256 slices)")
-    train.add_argument("--seed", type=int, default=20261127)
+    # Defaults live in TrainConfig (those of the shipped model); options given here override them.
+    train.add_argument("--epochs", type=int, help="epochs of 100 steps")
+    train.add_argument("--pairs", type=int, help="lesioned/normal twin pairs per step")
+    train.add_argument("--crop", type=int, help="train on crops of this size (0: whole 256x256 slices)")
+    train.add_argument("--seed", type=int)
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="metrics table, JSON report, ROC and calibration plots")

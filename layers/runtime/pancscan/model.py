@@ -55,6 +55,12 @@ class RawOutput:
     pancreas_max: float
 
 
+def platt(logits, a: float, b: float):
+    """Platt scaling: sigmoid(a * logit + b), for a number or an array."""
+    z = np.clip(a * np.asarray(logits, np.float64) + b, -60, 60)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
 def _interpreter(model_path: Path):
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -86,8 +92,7 @@ class SliceModel:
 
     def probability(self, score_logit: float) -> float:
         """Calibrated probability (Platt scaling fitted on validation patients)."""
-        z = self.metadata.platt_a * score_logit + self.metadata.platt_b
-        return float(1.0 / (1.0 + np.exp(-np.clip(z, -60, 60))))
+        return float(platt(score_logit, self.metadata.platt_a, self.metadata.platt_b))
 
 
 def default_model_path() -> Path:
