@@ -1,21 +1,39 @@
-# PancScan: `make install`, then `make test`. Research software, not a medical device.
+# PancScan: `make run` (the local stack), `make test`. Research software, not a medical device.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 DATA ?= ../shared/data/nih-pancreas-ct-slices
 
-.PHONY: install test test-unit predict evaluate train bench clean
+HOST ?= 127.0.0.1
+PORT ?= 8080
+S3_PORT ?= 5000
+
+.PHONY: install run test test-unit chromium build-inference predict evaluate train bench bench-pipeline clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[train,test]'
+	$(PY) -m pip install -q -e '.[train,serve,test]'
 	touch $@
 
 install: $(VENV)/.installed
 
-test: install
+# The whole stack on this machine: site and API on $(PORT), moto (S3, DynamoDB, SQS) on $(S3_PORT).
+run: install
+	$(VENV)/bin/pancscan serve --host $(HOST) --port $(PORT) --s3-port $(S3_PORT)
+
+test: install chromium build-inference
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Browser tests drive Debian's Chromium (never `playwright install`: it downloads a browser).
+chromium:
+	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# The inference function's image contents, as its Dockerfile builds them (no Docker engine here).
+build-inference: build/inference/.built
+build/inference/.built: functions/inference/Dockerfile functions/inference/requirements.txt functions/inference/app.py $(wildcard layers/runtime/pancscan/*.py) model/pancscan.tflite | install
+	$(PY) -m pancscan_local.image build/inference
+	touch $@
 
 # Fast tests only: no TensorFlow, no shared data.
 test-unit: install
@@ -35,5 +53,8 @@ train: install
 bench: install
 	$(PY) bench/bench_model.py --data $(DATA)
 
+bench-pipeline: install
+	$(PY) bench/bench_pipeline.py --data $(DATA)
+
 clean:
-	rm -rf $(VENV) evaluation .pytest_cache
+	rm -rf $(VENV) evaluation .pytest_cache build test-artifacts

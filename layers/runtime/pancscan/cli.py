@@ -70,6 +70,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from pancscan_local.stack import serve
+
+    serve(args.host, args.port, args.s3_port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pancscan", description=f"PancScan. {DISCLAIMER}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="a .tflite with its .json beside it (default: the shipped model)")
     evaluate.add_argument("--out", default="evaluation", help="folder for report.json and the plots")
     evaluate.set_defaults(run=_evaluate)
+
+    serve = commands.add_parser("serve", help="run the site, API and inference locally against moto (no AWS account)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080, help="site and API")
+    serve.add_argument("--s3-port", type=int, default=5000, help="the AWS stand-in (moto: S3, DynamoDB, SQS)")
+    serve.set_defaults(run=_serve)
     return parser
 
 

@@ -1,0 +1,131 @@
+"""Upload-to-result latency through the local stack, and the inference function's cold start.
+
+Starts `pancscan serve` on free ports, sends scans one after another exactly as the page does
+(create, multipart POST to the presigned URL, poll every 20 ms), after a few warm-up scans.
+Baselines measured in this same run: the same slices scored in-process with predict_bytes (what
+the pipeline adds is the ratio), and a bare Python start (what the cold start adds).
+
+    python bench/bench_pipeline.py [--scans 50] [--data ../shared/data/nih-pancreas-ct-slices]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE = REPO / "build" / "inference"
+COLD_START = """
+import time; t0 = time.perf_counter()
+import app
+t1 = time.perf_counter()
+print(t1 - t0)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def one_scan(url: str, data: bytes) -> float:
+    started = time.perf_counter()
+    scan = requests.post(f"{url}/v1/scans", json={"filename": "s.jpg", "content_type": "image/jpeg", "size": len(data)}).json()
+    form = scan["upload"]
+    requests.post(form["url"], data=form["fields"], files={"file": ("s.jpg", data, "image/jpeg")}).raise_for_status()
+    while True:
+        status = requests.get(f"{url}/v1/scans/{scan['scan_id']}", headers={"X-Scan-Token": scan["result_token"]}).json()["status"]
+        if status not in ("pending", "processing"):
+            return time.perf_counter() - started
+        time.sleep(0.02)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def pipeline_latency(files: list[Path], scans: int) -> list[float]:
+    port, s3_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    server = subprocess.Popen([str(Path(sys.executable).parent / "pancscan"), "serve", "--port", str(port), "--s3-port", str(s3_port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if requests.get(url + "/v1/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        data = [f.read_bytes() for f in files]
+        for i in range(5):  # warm-up
+            one_scan(url, data[i % len(data)])
+        return [one_scan(url, data[i % len(data)]) for i in range(scans)]
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+
+
+def direct_latency(files: list[Path], scans: int) -> list[float]:
+    from pancscan.model import load_model
+    from pancscan.predict import predict_bytes
+
+    model = load_model()
+    data = [f.read_bytes() for f in files]
+    predict_bytes(data[0], model)
+    times = []
+    for i in range(scans):
+        started = time.perf_counter()
+        predict_bytes(data[i % len(data)], model)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def cold_start(repeats: int = 3) -> tuple[float, float]:
+    """Median seconds to import the inference handler (settings, clients, model) from its image
+    folder in a fresh interpreter; and a bare interpreter's start, for scale."""
+    if not (IMAGE / "task" / "app.py").exists():
+        sys.exit("build/inference is missing: run `make build-inference` first")
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(IMAGE / "task"), "BUCKET_NAME": "b", "TABLE_NAME": "t",
+           "AWS_DEFAULT_REGION": "us-east-1", "PANCSCAN_MODEL": str(IMAGE / "opt" / "model" / "pancscan.tflite")}
+    handler, bare = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        out = subprocess.run([sys.executable, "-S", "-c", COLD_START], cwd=IMAGE / "task", env=env, capture_output=True, text=True, check=True)
+        handler.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-S", "-c", "pass"], check=True)
+        bare.append(time.perf_counter() - started)
+    return statistics.median(handler), statistics.median(bare)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "nih-pancreas-ct-slices"))
+    parser.add_argument("--scans", type=int, default=50)
+    args = parser.parse_args()
+    files = sorted((Path(args.data) / "images").glob("*.jpg"))[:20]
+
+    pipeline = pipeline_latency(files, args.scans)
+    direct = direct_latency(files, args.scans)
+    handler_cold, bare = cold_start()
+    p50, p95, d50 = percentile(pipeline, 50), percentile(pipeline, 95), percentile(direct, 50)
+    print(f"upload-to-result through the local stack, {args.scans} scans, warm: p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
+    print(f"the same slices scored in-process (predict_bytes):          p50 {d50 * 1000:.0f} ms")
+    print(f"ratio pipeline/in-process p50: {p50 / d50:.1f}x; goal p50 < 1 s: {'met' if p50 < 1 else 'missed'}")
+    print(f"inference function cold start (import, settings, model load): {handler_cold:.2f} s; bare python -S start {bare:.2f} s "
+          f"(ratio {handler_cold / bare:.1f}x)")
+
+
+if __name__ == "__main__":
+    main()

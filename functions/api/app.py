@@ -1,0 +1,118 @@
+"""PancScan API (API Gateway HTTP API): create scans with a presigned upload, read and delete results.
+
+Thin: parse the request, call the domain (``pancscan.scans``), map errors to JSON responses.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, Field
+
+from pancscan import __version__, scans
+from pancscan.aws import DynamoScanStore, S3UploadStore
+from pancscan.settings import Settings
+
+logger = Logger(service="pancscan-api")
+settings = Settings.from_env()
+store = DynamoScanStore(settings.table)
+uploads = S3UploadStore(settings.bucket)
+app = APIGatewayHttpResolver(enable_validation=True)
+
+TokenHeader = Annotated[str | None, Header(alias="x-scan-token", description="The result_token returned when the scan was created.")]
+ScanIdPath = Annotated[str, Path(description="The scan_id returned when the scan was created.")]
+
+
+class CreateScan(BaseModel):
+    filename: str = Field(min_length=1, max_length=255, description="Used only to check the extension; never stored.")
+    content_type: str = Field(description="image/png or image/jpeg")
+    size: int = Field(gt=0, description="The file's size in bytes.")
+
+
+class UploadForm(BaseModel):
+    url: str
+    fields: dict[str, str]
+    expires_at: int
+
+
+class CreatedScan(BaseModel):
+    scan_id: str
+    result_token: str
+    upload: UploadForm
+
+
+def error(status: int, code: str, message: str) -> Response:
+    return Response(status, content_types.APPLICATION_JSON, {"error": {"code": code, "message": message}})
+
+
+def not_found() -> Response:
+    # One answer for unknown id, wrong token and missing token: nothing tells them apart.
+    return error(404, "not_found", scans.REQUEST_ERROR_CODES["not_found"])
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(exc: RequestValidationError) -> Response:
+    fields = sorted({str(e["loc"][-1]) for e in exc.errors() if len(e.get("loc", ())) > 1 and isinstance(e["loc"][-1], str)})
+    detail = f"invalid or missing: {', '.join(fields)}" if fields else "the body must be a JSON object"
+    return error(400, "invalid_request", f"{detail} (expected filename, content_type and size)")
+
+
+@app.exception_handler(scans.InvalidRequest)
+def rejected_request(exc: scans.InvalidRequest) -> Response:
+    return error(400, exc.code, exc.message)
+
+
+@app.post("/v1/scans", summary="Create a scan and get a presigned upload form", responses={201: {"description": "created"}})
+def create_scan(body: CreateScan) -> Response[CreatedScan]:
+    request = scans.UploadRequest(body.filename, body.content_type, body.size)
+    scans.validate_upload_request(request, settings.max_upload_bytes)
+    now = int(time.time())
+    record, token = scans.new_scan(request, now, settings.result_ttl_seconds)
+    store.create(record)
+    form = uploads.presigned_post(scans.upload_key(record.scan_id), request.content_type,
+                                  settings.max_upload_bytes, settings.upload_url_seconds)
+    logger.info("scan created", extra={"scan_id": record.scan_id, "content_type": request.content_type})
+    created = CreatedScan(scan_id=record.scan_id, result_token=token,
+                          upload=UploadForm(url=form["url"], fields=form["fields"], expires_at=now + settings.upload_url_seconds))
+    return Response(201, content_types.APPLICATION_JSON, created.model_dump())
+
+
+@app.get("/v1/scans/<scan_id>", summary="Read a scan's status and result")
+def get_scan(scan_id: ScanIdPath, token: TokenHeader = None) -> Response[dict]:
+    record = store.get(scan_id) if scans.UUID_PATTERN.match(scan_id) else None
+    if not scans.readable(record, token, int(time.time())):
+        return not_found()
+    return Response(200, content_types.APPLICATION_JSON, scans.public_view(record), headers={"Cache-Control": "no-store"})
+
+
+@app.delete("/v1/scans/<scan_id>", summary="Delete a scan's result now")
+def delete_scan(scan_id: ScanIdPath, token: TokenHeader = None):
+    record = store.get(scan_id) if scans.UUID_PATTERN.match(scan_id) else None
+    if not scans.readable(record, token, int(time.time())):
+        return not_found()
+    store.delete(scan_id)
+    logger.info("scan deleted", extra={"scan_id": scan_id})
+    return Response(204, content_types.APPLICATION_JSON, "")
+
+
+@app.get("/v1/health", summary="Liveness")
+def health() -> dict:
+    return {"status": "ok", "version": __version__}
+
+
+@app.get("/v1/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
+def openapi():
+    schema = app.get_openapi_json_schema(title="PancScan API", version=__version__,
+                                         description="Research software, not a medical device.")
+    return Response(200, content_types.APPLICATION_JSON, schema)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,180 @@
+"""`pancscan serve`: moto (S3, DynamoDB, SQS) in server mode, the real API and inference handlers,
+and one HTTP origin serving the site and the API.
+
+    browser --HTTP--> gateway (this process) --payload 2.0 event--> functions/api handler
+    browser --presigned POST--> moto S3 --ObjectCreated--> SQS --dispatcher--> functions/inference handler
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import os
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from pancscan_local.lambda_runtime import LocalContext, http_api_event, load_handler, response_parts
+from pancscan_local.resources import create_resources, notify_queue
+from pancscan_local.template import REPO
+
+SITE = REPO / "site"
+BUCKET = "pancscan-local-uploads"
+TABLE = "pancscan-local-scans"
+QUEUE = "pancscan-local-uploads-events"
+REGION = "us-east-1"
+
+
+def security_headers(s3_origin: str) -> dict[str, str]:
+    # The same policy CloudFront should send in production (README): no inline script, no CDN.
+    return {
+        "Content-Security-Policy": (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+            f"connect-src 'self' {s3_origin}; object-src 'none'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'"
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",
+    }
+
+
+@dataclass
+class LocalStack:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    s3_port: int = 5000
+    max_upload_bytes: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def aws_endpoint(self) -> str:
+        return f"http://{self.host}:{self.s3_port}"
+
+    def environment(self) -> dict[str, str]:
+        env = {
+            "AWS_ENDPOINT_URL": self.aws_endpoint,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "BUCKET_NAME": BUCKET,
+            "TABLE_NAME": TABLE,
+        }
+        if self.max_upload_bytes:
+            env["MAX_UPLOAD_BYTES"] = str(self.max_upload_bytes)
+        return env
+
+    def client(self, service: str):
+        return boto3.client(service, endpoint_url=self.aws_endpoint, region_name=REGION,
+                            aws_access_key_id="local", aws_secret_access_key="local")
+
+    def start(self) -> "LocalStack":
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
+        os.environ.update(self.environment())  # the handlers read their settings from here, as in Lambda
+        self._moto = ThreadedMotoServer(ip_address=self.host, port=self.s3_port, verbose=False)
+        self._moto.start()
+        s3, sqs = self.client("s3"), self.client("sqs")
+        create_resources(s3, self.client("dynamodb"), bucket=BUCKET, table=TABLE, site_origin=self.url)
+        self._queue_url = notify_queue(s3, sqs, bucket=BUCKET, queue=QUEUE)
+        self._api = load_handler("api")
+        self._inference = load_handler("inference")  # loads the model: a cold start
+        self._stopping = threading.Event()
+        self._dispatcher = threading.Thread(target=self._dispatch, args=(sqs,), name="s3-events", daemon=True)
+        self._dispatcher.start()
+        self._http = ThreadingHTTPServer((self.host, self.port), _gateway(self))
+        self._http.daemon_threads = True
+        threading.Thread(target=self._http.serve_forever, name="gateway", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._http.shutdown()
+        self._http.server_close()
+        self._dispatcher.join(timeout=5)
+        self._moto.stop()
+
+    def _dispatch(self, sqs) -> None:
+        """S3 notifications -> the inference handler, one invocation per event, as Lambda does."""
+        while not self._stopping.is_set():
+            messages = sqs.receive_message(QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+            for message in messages:
+                event = json.loads(message["Body"])
+                if event.get("Records"):  # S3 also sends an s3:TestEvent when notifications are set
+                    try:
+                        self._inference(event, LocalContext("pancscan-inference"))
+                    except Exception as error:  # Lambda would log it and retry; the scan is already marked failed
+                        print(f"inference error: {type(error).__name__}", flush=True)
+                sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def call_api(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes, source_ip: str):
+        event = http_api_event(method, path, query, headers, body, source_ip)
+        return response_parts(self._api(event, LocalContext("pancscan-api", memory_limit_in_mb=256)))
+
+    def config(self) -> dict:
+        return {"apiUrl": self.url, "maxUploadBytes": int(os.environ.get("MAX_UPLOAD_BYTES", 20 * 1024 * 1024))}
+
+
+def _gateway(stack: LocalStack) -> type[BaseHTTPRequestHandler]:
+    headers_for_site = security_headers(stack.aws_endpoint)
+
+    class Gateway(BaseHTTPRequestHandler):
+        server_version = "pancscan-local"
+        sys_version = ""
+
+        def log_message(self, format, *args):  # paths carry scan ids only; keep the console quiet
+            pass
+
+        def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _route(self) -> None:
+            parts = urlsplit(self.path)
+            if parts.path.startswith("/v1/"):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                self._send(*stack.call_api(self.command, parts.path, parts.query, dict(self.headers), body, self.client_address[0]))
+            elif self.command in ("GET", "HEAD"):
+                self._static(parts.path)
+            else:
+                self._send(405, {"Content-Type": "text/plain"}, b"method not allowed")
+
+        def _static(self, path: str) -> None:
+            if path == "/config.json":
+                body = json.dumps(stack.config()).encode()
+                return self._send(200, {"Content-Type": "application/json", "Cache-Control": "no-store", **headers_for_site}, body)
+            target = (SITE / (path.lstrip("/") or "index.html")).resolve()
+            if not target.is_relative_to(SITE.resolve()) or not target.is_file():
+                return self._send(404, {"Content-Type": "text/plain", **headers_for_site}, b"not found")
+            kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+            self._send(200, {"Content-Type": kind, **headers_for_site}, target.read_bytes())
+
+        do_GET = do_HEAD = do_POST = do_DELETE = do_PUT = do_PATCH = do_OPTIONS = _route
+
+    return Gateway
+
+
+def serve(host: str, port: int, s3_port: int) -> None:
+    stack = LocalStack(host, port, s3_port).start()
+    print(f"PancScan (research software, not a medical device) is running:\n"
+          f"  site  {stack.url}/\n  API   {stack.url}/v1/health\n  AWS stand-in (moto) {stack.aws_endpoint}\n"
+          "Ctrl-C stops it.", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+    finally:
+        stack.stop()

@@ -1,0 +1,87 @@
+"""Reads template.yaml so that the local stack and the tests build what AWS would: one source."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    pass
+
+
+def _tag(loader: yaml.Loader, suffix: str, node: yaml.Node):
+    # !Ref X -> {"Ref": X}; !GetAtt A.B -> {"Fn::GetAtt": [A, B]}; !Sub s -> {"Fn::Sub": s}; ...
+    value = loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else (
+        loader.construct_sequence(node, deep=True) if isinstance(node, yaml.SequenceNode) else loader.construct_mapping(node, deep=True))
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+@lru_cache(maxsize=2)
+def load_template(path: Path = TEMPLATE) -> dict:
+    return yaml.load(path.read_text(), Loader=_CfnLoader)
+
+
+def resource(name: str, template: dict | None = None) -> dict:
+    return (template or load_template())["Resources"][name]["Properties"]
+
+
+def resolve(value, parameters: dict):
+    """Replace {"Ref": parameter} by its value, recursively; other intrinsics are left alone."""
+    if isinstance(value, dict):
+        if set(value) == {"Ref"} and value["Ref"] in parameters:
+            return parameters[value["Ref"]]
+        return {k: resolve(v, parameters) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, parameters) for v in value]
+    return value
+
+
+def table_definition(template: dict | None = None) -> dict:
+    """create_table arguments and the TTL attribute of the scans table, as template.yaml has them."""
+    props = resource("ScansTable", template)
+    return {
+        "create": {k: props[k] for k in ("AttributeDefinitions", "KeySchema", "BillingMode")},
+        "ttl_attribute": props["TimeToLiveSpecification"]["AttributeName"],
+    }
+
+
+def bucket_settings(site_origin: str, template: dict | None = None) -> dict:
+    """The upload bucket's CORS, lifecycle, encryption and public-access settings in S3 API shape."""
+    props = resolve(resource("UploadBucket", template), {"SiteOrigin": site_origin})
+    cors = [
+        {"AllowedOrigins": r["AllowedOrigins"], "AllowedMethods": r["AllowedMethods"],
+         "AllowedHeaders": r.get("AllowedHeaders", []), "MaxAgeSeconds": r.get("MaxAge", 0)}
+        for r in props["CorsConfiguration"]["CorsRules"]
+    ]
+    lifecycle = [
+        {"ID": r["Id"], "Status": r["Status"], "Filter": {"Prefix": r["Prefix"]},
+         "Expiration": {"Days": r["ExpirationInDays"]}}
+        for r in props["LifecycleConfiguration"]["Rules"]
+    ]
+    return {
+        "cors": {"CORSRules": cors},
+        "lifecycle": {"Rules": lifecycle},
+        "encryption": {"Rules": [{"ApplyServerSideEncryptionByDefault": r["ServerSideEncryptionByDefault"]}
+                                 for r in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]]},
+        "public_access_block": props["PublicAccessBlockConfiguration"],
+    }
+
+
+def upload_prefix(template: dict | None = None) -> str:
+    """The prefix the inference function's S3 trigger is limited to."""
+    event = resource("InferenceFunction", template)["Events"]["Upload"]["Properties"]
+    (rule,) = event["Filter"]["S3Key"]["Rules"]
+    return rule["Value"]

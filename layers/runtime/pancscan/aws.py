@@ -1,0 +1,125 @@
+"""The only place that talks to AWS: DynamoDB and S3 behind the ScanStore and UploadStore
+interfaces of ``pancscan.scans``. Clients honour AWS_ENDPOINT_URL (the local stack sets it)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from pancscan.errors import ScanRejected
+from pancscan.scans import PENDING, PROCESSING, ScanRecord
+
+
+def _config() -> Config:
+    # The local stand-in answers on an IP address: path-style URLs, and s3v4 signatures, which
+    # browsers' CORS preflights need there too.
+    style = "path" if os.environ.get("AWS_ENDPOINT_URL") else "auto"
+    return Config(signature_version="s3v4", s3={"addressing_style": style}, retries={"mode": "standard"})
+
+
+class DynamoScanStore:
+    def __init__(self, table_name: str, resource=None):
+        self.table = (resource or boto3.resource("dynamodb", config=_config())).Table(table_name)
+
+    def create(self, record: ScanRecord) -> None:
+        item = {
+            "scan_id": record.scan_id,
+            "token_hash": record.token_hash,
+            "status": record.status,
+            "created_at": record.created_at,
+            "updated_at": record.created_at,
+            "expires_at": record.expires_at,
+            "content_type": record.content_type,
+            "size": record.size,
+        }
+        self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(scan_id)")
+
+    def get(self, scan_id: str) -> ScanRecord | None:
+        item = self.table.get_item(Key={"scan_id": scan_id}, ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        heatmap = item.get("heatmap_png")
+        return ScanRecord(
+            scan_id=item["scan_id"],
+            token_hash=item["token_hash"],
+            status=item["status"],
+            created_at=int(item["created_at"]),
+            expires_at=int(item["expires_at"]),
+            content_type=item["content_type"],
+            size=int(item["size"]),
+            # results are kept as JSON text: floats stay floats (DynamoDB numbers would be Decimals)
+            result=json.loads(item.get("result", "{}")),
+            heatmap_png=None if heatmap is None else bytes(heatmap),
+        )
+
+    def delete(self, scan_id: str) -> None:
+        self.table.delete_item(Key={"scan_id": scan_id})
+
+    def claim(self, scan_id: str, now: int) -> bool:
+        try:
+            self.table.update_item(
+                Key={"scan_id": scan_id},
+                UpdateExpression="SET #s = :processing, updated_at = :now",
+                ConditionExpression="#s = :pending",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":processing": PROCESSING, ":pending": PENDING, ":now": now},
+            )
+            return True
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+
+    def finish(self, scan_id: str, status: str, result: dict, heatmap_png: bytes | None, now: int) -> None:
+        names = {"#s": "status", "#r": "result"}
+        values = {":status": status, ":result": json.dumps(result), ":now": now, ":processing": PROCESSING}
+        update = "SET #s = :status, #r = :result, updated_at = :now"
+        if heatmap_png is not None:
+            update += ", heatmap_png = :heatmap"
+            values[":heatmap"] = heatmap_png
+        # Only the claimer finishes, and a scan deleted meanwhile is not brought back.
+        self.table.update_item(
+            Key={"scan_id": scan_id},
+            UpdateExpression=update,
+            ConditionExpression="#s = :processing",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+
+class S3UploadStore:
+    def __init__(self, bucket: str, client=None):
+        self.bucket = bucket
+        self.client = client or boto3.client("s3", config=_config())
+
+    def presigned_post(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> dict:
+        # The policy pins the key, the content type and the size range; the client chooses none of them.
+        return self.client.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],  # boto3 adds bucket and key
+            ExpiresIn=expires_in,
+        )
+
+    def read(self, key: str, max_bytes: int) -> bytes | None:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return None
+            raise
+        body = response["Body"]
+        try:
+            if response["ContentLength"] > max_bytes:
+                raise ScanRejected("too_large", f"The file is larger than {max_bytes} bytes.")
+            return body.read(max_bytes + 1)
+        finally:
+            body.close()
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)

@@ -1,0 +1,88 @@
+"""What the inference function does with one uploaded object, over store interfaces (no AWS here).
+
+Order matters: claim the scan (a duplicate event stops here), read the object, delete it whatever
+happens next, check it again (S3's policy conditions are the first line, not the only one), score
+it, record the result.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from pancscan.errors import ScanRejected
+from pancscan.predict import SliceResult
+from pancscan.scans import FAILED, REJECTED, ScanStore, UploadStore, scan_id_from_key
+
+Scorer = Callable[[bytes], SliceResult]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    scan_id: str | None
+    status: str  # a final status, or "ignored" (not ours / a duplicate)
+    reason_code: str | None = None
+
+
+def heatmap_png(heatmap: np.ndarray) -> bytes:
+    """A lesion-probability map (0..1) as a small greyscale PNG."""
+    grey = (np.clip(np.asarray(heatmap, np.float32), 0, 1) * 255).round().astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(grey).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+class UploadMissing(Exception):
+    pass
+
+
+# Codes of scans that ended ``failed``: our fault or the upload's disappearance, not the file's.
+FAILURE_CODES = {
+    "upload_missing": "The uploaded file was not found; upload it again.",
+    "processing_error": "PancScan could not process this scan; try again later.",
+}
+
+
+def take_upload(key: str, uploads: UploadStore, max_bytes: int) -> bytes:
+    """Read the object and delete it, whatever the read gave. Raises ScanRejected or UploadMissing."""
+    try:
+        data = uploads.read(key, max_bytes)
+    finally:
+        uploads.delete(key)
+    if data is None:
+        raise UploadMissing(key)
+    if len(data) > max_bytes:  # the adapter checks the declared length; this checks what arrived
+        raise ScanRejected("too_large", f"The file is larger than {max_bytes} bytes.")
+    return data
+
+
+def process_upload(key: str, uploads: UploadStore, scans: ScanStore, score: Scorer, *, max_bytes: int, now: int) -> Outcome:
+    """Handle one ObjectCreated record's (URL-decoded) key. Unexpected errors are recorded as
+    ``failed`` and then raised, so that they count as function errors."""
+    scan_id = scan_id_from_key(key)
+    if scan_id is None or not scans.claim(scan_id, now):
+        uploads.delete(key)  # nothing we will not score stays in the bucket
+        return Outcome(scan_id, "ignored")
+    try:
+        scored = score(take_upload(key, uploads, max_bytes))
+    except ScanRejected as reason:
+        scans.finish(scan_id, REJECTED, {"reason": reason.as_dict()}, None, now)
+        return Outcome(scan_id, REJECTED, reason.code)
+    except UploadMissing:
+        return _fail(scans, scan_id, "upload_missing", now)
+    except Exception:
+        _fail(scans, scan_id, "processing_error", now)
+        raise
+    result = {name: value for name, value in scored.as_dict().items() if name != "status"}
+    png = heatmap_png(scored.heatmap) if scored.heatmap is not None else None
+    scans.finish(scan_id, scored.status, result, png, now)
+    return Outcome(scan_id, scored.status, scored.reason.code if scored.reason else None)
+
+
+def _fail(scans: ScanStore, scan_id: str, code: str, now: int) -> Outcome:
+    scans.finish(scan_id, FAILED, {"reason": {"code": code, "message": FAILURE_CODES[code]}}, None, now)
+    return Outcome(scan_id, FAILED, code)

@@ -1,0 +1,144 @@
+"""Scans as the API and the inference function see them: plain types and pure rules, no AWS.
+
+A scan is created by the API (status ``pending``) with a random id and a result token; only the
+token's SHA-256 is kept. The upload lands at ``uploads/<scan_id>``; the inference function moves
+the scan to ``processing`` once (duplicate events find it claimed) and then to a final status.
+The uploader's file name is never stored: file names of medical images often carry patient names.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from typing import Protocol
+
+UPLOAD_PREFIX = "uploads/"
+PENDING, PROCESSING, COMPLETE, REJECTED, FAILED = "pending", "processing", "complete", "rejected", "failed"
+FINAL_STATUSES = (COMPLETE, REJECTED, FAILED)
+# Content types the API accepts, with the file extensions that may carry them.
+CONTENT_TYPES = {"image/png": (".png",), "image/jpeg": (".jpg", ".jpeg")}
+RESULT_FIELDS = ("label", "probability", "confidence", "threshold", "model_version", "reason")
+UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+# Stable codes of API request errors (distinct from the reason codes of rejected scans).
+REQUEST_ERROR_CODES = {
+    "invalid_request": "The request body is not what the API expects.",
+    "unsupported_type": "This file type is not accepted.",
+    "too_large": "The file is larger than the API accepts.",
+    "not_found": "No such scan, or the token does not match.",
+}
+
+
+class InvalidRequest(Exception):
+    def __init__(self, code: str, message: str):
+        assert code in REQUEST_ERROR_CODES, code
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass
+class ScanRecord:
+    """One scan as stored. ``expires_at`` (epoch seconds) is the table's TTL attribute."""
+
+    scan_id: str
+    token_hash: str
+    status: str
+    created_at: int
+    expires_at: int
+    content_type: str
+    size: int
+    result: dict = field(default_factory=dict)  # RESULT_FIELDS once known
+    heatmap_png: bytes | None = None
+
+
+class ScanStore(Protocol):
+    def create(self, record: ScanRecord) -> None: ...
+    def get(self, scan_id: str) -> ScanRecord | None: ...
+    def delete(self, scan_id: str) -> None: ...
+    def claim(self, scan_id: str, now: int) -> bool:
+        """pending -> processing; False when the scan is unknown or was already claimed."""
+    def finish(self, scan_id: str, status: str, result: dict, heatmap_png: bytes | None, now: int) -> None: ...
+
+
+class UploadStore(Protocol):
+    def presigned_post(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> dict: ...
+    def read(self, key: str, max_bytes: int) -> bytes | None:
+        """The object's bytes; None if it is gone. Raises ScanRejected("too_large") before
+        downloading an object whose stored size is over ``max_bytes``."""
+    def delete(self, key: str) -> None: ...
+
+
+def validate_upload_request(request: UploadRequest, max_bytes: int) -> None:
+    extensions = CONTENT_TYPES.get(request.content_type)
+    if extensions is None:
+        raise InvalidRequest("unsupported_type", f"content_type must be one of {', '.join(CONTENT_TYPES)}")
+    if not request.filename.lower().endswith(extensions):
+        raise InvalidRequest("unsupported_type", f"a {request.content_type} file name ends with {' or '.join(extensions)}")
+    if request.size > max_bytes:
+        raise InvalidRequest("too_large", f"size must be at most {max_bytes} bytes")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(record: ScanRecord, token: str | None) -> bool:
+    """Constant-time comparison of the token's hash with the stored one."""
+    return hmac.compare_digest(record.token_hash, hash_token(token or ""))
+
+
+def upload_key(scan_id: str) -> str:
+    return UPLOAD_PREFIX + scan_id
+
+
+def scan_id_from_key(key: str) -> str | None:
+    """The scan id of an upload key (already URL-decoded), or None for anything we did not issue."""
+    if not key.startswith(UPLOAD_PREFIX):
+        return None
+    scan_id = key[len(UPLOAD_PREFIX) :]
+    return scan_id if UUID_PATTERN.match(scan_id) else None
+
+
+def new_scan(request: UploadRequest, now: int, ttl_seconds: int) -> tuple[ScanRecord, str]:
+    """A pending record and the token that reads it (returned once, never stored)."""
+    token = secrets.token_urlsafe(32)
+    record = ScanRecord(
+        scan_id=str(uuid.uuid4()),
+        token_hash=hash_token(token),
+        status=PENDING,
+        created_at=now,
+        expires_at=now + ttl_seconds,
+        content_type=request.content_type,
+        size=request.size,
+    )
+    return record, token
+
+
+def readable(record: ScanRecord | None, token: str | None, now: int) -> bool:
+    """Whether ``token`` may see ``record``: it exists, has not expired (DynamoDB deletes expired
+    items only eventually) and the token matches."""
+    return record is not None and record.expires_at > now and token_matches(record, token)
+
+
+def public_view(record: ScanRecord) -> dict:
+    """What GET /v1/scans/{id} returns: status, result fields once known; never the token hash."""
+    view = {"scan_id": record.scan_id, "status": record.status, "created_at": record.created_at,
+            "expires_at": record.expires_at}
+    view |= {name: record.result.get(name) for name in RESULT_FIELDS}
+    # The lesion heatmap over the whole input image: a small greyscale PNG, 0..255 = probability 0..1.
+    view["heatmap"] = None if record.heatmap_png is None else {
+        "media_type": "image/png", "data": base64.b64encode(record.heatmap_png).decode()}
+    return view

@@ -1,0 +1,39 @@
+"""Deployment settings, read once at cold start from the environment the template sets.
+
+A missing setting fails here, loudly, not on the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+DEFAULT_RESULT_TTL_DAYS = 7
+UPLOAD_URL_SECONDS = 300  # the presigned POST's lifetime: 5 minutes
+
+
+@dataclass(frozen=True)
+class Settings:
+    bucket: str
+    table: str
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    result_ttl_days: int = DEFAULT_RESULT_TTL_DAYS
+    upload_url_seconds: int = UPLOAD_URL_SECONDS
+
+    @property
+    def result_ttl_seconds(self) -> int:
+        return self.result_ttl_days * 86400
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
+        missing = [name for name in ("BUCKET_NAME", "TABLE_NAME") if not env.get(name)]
+        if missing:
+            raise RuntimeError(f"missing setting(s): {', '.join(missing)}")
+        return cls(
+            bucket=env["BUCKET_NAME"],
+            table=env["TABLE_NAME"],
+            max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)),
+            result_ttl_days=int(env.get("RESULT_TTL_DAYS", DEFAULT_RESULT_TTL_DAYS)),
+        )

@@ -1,0 +1,54 @@
+"""In-memory stand-ins for the scan table and the upload bucket, for unit tests only."""
+
+from __future__ import annotations
+
+import copy
+
+from pancscan.errors import ScanRejected
+from pancscan.scans import PENDING, PROCESSING, ScanRecord
+
+
+class InMemoryScanStore:
+    def __init__(self):
+        self.records: dict[str, ScanRecord] = {}
+
+    def create(self, record: ScanRecord) -> None:
+        assert record.scan_id not in self.records
+        self.records[record.scan_id] = copy.deepcopy(record)
+
+    def get(self, scan_id: str) -> ScanRecord | None:
+        return copy.deepcopy(self.records.get(scan_id))
+
+    def delete(self, scan_id: str) -> None:
+        self.records.pop(scan_id, None)
+
+    def claim(self, scan_id: str, now: int) -> bool:
+        record = self.records.get(scan_id)
+        if record is None or record.status != PENDING:
+            return False
+        record.status = PROCESSING
+        return True
+
+    def finish(self, scan_id, status, result, heatmap_png, now) -> None:
+        record = self.records[scan_id]
+        assert record.status == PROCESSING
+        record.status, record.result, record.heatmap_png = status, result, heatmap_png
+
+
+class InMemoryUploadStore:
+    def __init__(self):
+        self.objects: dict[str, bytes] = {}
+        self.deleted: list[str] = []
+
+    def presigned_post(self, key, content_type, max_bytes, expires_in) -> dict:
+        return {"url": "https://uploads.example", "fields": {"key": key, "Content-Type": content_type}}
+
+    def read(self, key: str, max_bytes: int) -> bytes | None:
+        data = self.objects.get(key)
+        if data is not None and len(data) > max_bytes:
+            raise ScanRejected("too_large", "too large")
+        return data
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+        self.deleted.append(key)

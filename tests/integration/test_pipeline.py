@@ -1,0 +1,131 @@
+"""The API and inference handlers against moto: create, upload, infer, read, delete."""
+
+import base64
+import io
+import json
+from urllib.parse import quote_plus
+
+import pytest
+from PIL import Image
+
+import numpy as np
+
+from tests.conftest import png_bytes
+from tests.integration.conftest import BUCKET, TABLE
+
+
+@pytest.fixture
+def ct_slice(nih_dir) -> bytes:
+    return sorted((nih_dir / "images").glob("*.jpg"))[0].read_bytes()
+
+
+def create(api, data: bytes, content_type="image/jpeg", filename="slice.jpg"):
+    status, body = api("POST", "/v1/scans", {"filename": filename, "content_type": content_type, "size": len(data)})
+    assert status == 201, body
+    return body
+
+
+def upload(aws, created, data: bytes):
+    # What the browser's multipart POST leaves behind: the object under the server-chosen key.
+    fields = created["upload"]["fields"]
+    aws["s3"].put_object(Bucket=BUCKET, Key=fields["key"], Body=data, ContentType=fields["Content-Type"])
+    return fields["key"]
+
+
+def item(aws, scan_id):
+    return aws["dynamodb"].get_item(TableName=TABLE, Key={"scan_id": {"S": scan_id}}).get("Item")
+
+
+def test_a_slice_goes_from_upload_to_a_complete_result_and_leaves_nothing_in_the_bucket(aws, api, inference, ct_slice):
+    created = create(api, ct_slice)
+    key = upload(aws, created, ct_slice)
+    assert key == f"uploads/{created['scan_id']}"
+
+    inference(quote_plus(key))  # S3 events carry URL-encoded keys
+
+    status, result = api("GET", f"/v1/scans/{created['scan_id']}", token=created["result_token"])
+    assert status == 200 and result["status"] == "complete"
+    assert result["label"] in ("cancer_detected", "no_cancer_detected")
+    assert 0 <= result["probability"] <= 1 and 0 <= result["confidence"] <= 1
+    assert Image.open(io.BytesIO(base64.b64decode(result["heatmap"]["data"]))).size == (64, 64)
+    assert aws["s3"].list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+    stored = item(aws, created["scan_id"])
+    assert int(stored["expires_at"]["N"]) - int(stored["created_at"]["N"]) == 7 * 86400
+    assert created["result_token"] not in str(stored)
+
+
+def test_duplicate_event_writes_one_result(aws, api, inference, ct_slice):
+    created = create(api, ct_slice)
+    key = upload(aws, created, ct_slice)
+    first = inference(key)
+    second = inference(key)
+    assert first == {"processed": ["complete"]} and second == {"processed": ["ignored"]}
+    assert item(aws, created["scan_id"])["status"]["S"] == "complete"
+
+
+def test_a_file_that_is_not_ct_is_rejected_with_its_reason_and_deleted(aws, api, inference):
+    rng = np.random.default_rng(0)
+    photo = png_bytes(rng.integers(0, 256, (300, 400, 3)))  # colour noise: no CT looks like it
+    created = create(api, photo, "image/png", "holiday.png")
+    upload(aws, created, photo)
+    inference(f"uploads/{created['scan_id']}")
+    _, result = api("GET", f"/v1/scans/{created['scan_id']}", token=created["result_token"])
+    assert result["status"] == "rejected" and result["label"] is None
+    assert result["reason"]["code"] == "not_abdominal_ct"
+    assert aws["s3"].list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+
+
+def test_a_file_that_is_not_an_image_is_rejected_as_unreadable(aws, api, inference):
+    created = create(api, b"%PDF-1.7 not an image", "image/png", "report.png")
+    upload(aws, created, b"%PDF-1.7 not an image")
+    inference(f"uploads/{created['scan_id']}")
+    _, result = api("GET", f"/v1/scans/{created['scan_id']}", token=created["result_token"])
+    assert result["reason"]["code"] == "unreadable_file"
+
+
+def test_unknown_id_wrong_token_and_missing_token_get_the_same_404(api, ct_slice):
+    created = create(api, ct_slice)
+    path = f"/v1/scans/{created['scan_id']}"
+    answers = [api("GET", path, token="wrong"), api("GET", path), api("GET", "/v1/scans/00000000-0000-4000-8000-000000000000", token=created["result_token"]),
+               api("GET", "/v1/scans/not-a-uuid", token=created["result_token"]), api("DELETE", path, token="wrong")]
+    assert all(answer == answers[0] for answer in answers) and answers[0][0] == 404
+
+
+def test_delete_removes_the_result(aws, api, ct_slice):
+    created = create(api, ct_slice)
+    path = f"/v1/scans/{created['scan_id']}"
+    assert api("DELETE", path, token=created["result_token"]) == (204, None)
+    assert api("GET", path, token=created["result_token"])[0] == 404
+    assert item(aws, created["scan_id"]) is None
+
+
+@pytest.mark.parametrize(
+    "body,code",
+    [
+        ({"filename": "a.gif", "content_type": "image/gif", "size": 10}, "unsupported_type"),
+        ({"filename": "a.png", "content_type": "image/png", "size": 3_000_000}, "too_large"),
+        ({"filename": "a.png", "content_type": "image/png"}, "invalid_request"),
+        ({"filename": "a.png", "content_type": "image/png", "size": -1}, "invalid_request"),
+    ],
+)
+def test_bad_create_requests_get_400_with_a_code(api, body, code):
+    status, answer = api("POST", "/v1/scans", body)
+    assert status == 400 and answer["error"]["code"] == code
+
+
+def test_presigned_post_policy_pins_key_type_size_and_expiry(api):
+    status, created = api("POST", "/v1/scans", {"filename": "a.png", "content_type": "image/png", "size": 100})
+    fields = created["upload"]["fields"]
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    conditions = policy["conditions"]
+    assert {"key": f"uploads/{created['scan_id']}"} in conditions
+    assert {"Content-Type": "image/png"} in conditions
+    assert ["content-length-range", 1, 2000000] in conditions
+    assert created["upload"]["expires_at"] - 300 <= __import__("time").time() + 1
+
+
+def test_health_and_openapi(api):
+    assert api("GET", "/v1/health")[1]["status"] == "ok"
+    status, document = api("GET", "/v1/openapi.json")
+    assert status == 200 and document["openapi"].startswith("3.1")
+    assert {"/v1/scans", "/v1/scans/{scan_id}", "/v1/health"} <= set(document["paths"])

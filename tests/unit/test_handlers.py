@@ -1,0 +1,78 @@
+"""Both Lambda handlers with in-memory stores: events in, responses and records out. No network."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from pancscan import scans
+from pancscan_local.lambda_runtime import LocalContext, load_handler
+from tests.fakes import InMemoryScanStore, InMemoryUploadStore
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for name, value in {"BUCKET_NAME": "b", "TABLE_NAME": "t", "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def api(env, monkeypatch):
+    handler = load_handler("api", cold=True)
+    module = sys.modules[handler.__module__]
+    table, bucket = InMemoryScanStore(), InMemoryUploadStore()
+    monkeypatch.setattr(module, "store", table)
+    monkeypatch.setattr(module, "uploads", bucket)
+    return handler, table
+
+
+def api_event(method: str, path: str, body=None, token=None) -> dict:
+    event = json.loads((EVENTS / "api_create_scan.json").read_text())
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = method
+    event["body"] = body
+    if token:
+        event["headers"]["x-scan-token"] = token
+    return event
+
+
+def test_api_creates_a_pending_scan_and_returns_its_upload_form(api):
+    handler, table = api
+    response = handler(api_event("POST", "/v1/scans", json.dumps({"filename": "s.png", "content_type": "image/png", "size": 9})), LocalContext("api"))
+    assert response["statusCode"] == 201
+    body = json.loads(response["body"])
+    assert body["upload"]["fields"]["key"] == f"uploads/{body['scan_id']}"
+    assert table.get(body["scan_id"]).status == "pending"
+
+
+@pytest.mark.parametrize("body", ["not json", "[]", json.dumps({"filename": "s.png"}), None])
+def test_api_answers_malformed_bodies_with_400_invalid_request(api, body):
+    handler, _ = api
+    response = handler(api_event("POST", "/v1/scans", body), LocalContext("api"))
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["error"]["code"] == "invalid_request"
+
+
+def test_api_unknown_route_is_404(api):
+    handler, _ = api
+    assert handler(api_event("GET", "/v1/nothing"), LocalContext("api"))["statusCode"] == 404
+
+
+def test_inference_handler_processes_each_record_with_its_decoded_key(env, monkeypatch):
+    handler = load_handler("inference", cold=True)
+    module = sys.modules[handler.__module__]
+    table, bucket = InMemoryScanStore(), InMemoryUploadStore()
+    monkeypatch.setattr(module, "store", table)
+    monkeypatch.setattr(module, "uploads", bucket)
+    record, _ = scans.new_scan(scans.UploadRequest("a.png", "image/png", 10), now=0, ttl_seconds=10**10)
+    table.create(record)
+    bucket.objects[scans.upload_key(record.scan_id)] = b"not an image"
+    event = json.loads((EVENTS / "s3_object_created.json").read_text())
+    event["Records"][0]["s3"]["object"]["key"] = "uploads%2F" + record.scan_id  # URL-encoded, as S3 sends it
+    assert handler(event, LocalContext("inference")) == {"processed": ["rejected"]}
+    assert table.get(record.scan_id).result["reason"]["code"] == "unreadable_file"
+    assert bucket.objects == {}

@@ -1,0 +1,58 @@
+"""template.yaml: valid for cfn-lint, and the guarantees the pipeline relies on."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from pancscan_local.template import TEMPLATE, load_template, resource, upload_prefix
+
+
+def statements(function: str) -> list[dict]:
+    return [s for policy in resource(function)["Policies"] for s in policy["Statement"]]
+
+
+def test_cfn_lint_passes():
+    lint = shutil.which("cfn-lint", path=str(Path(sys.executable).parent)) or "cfn-lint"
+    result = subprocess.run([lint, str(TEMPLATE)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_inference_runs_only_on_uploads_and_cannot_write_to_the_bucket():
+    assert upload_prefix() == "uploads/"
+    actions = set()
+    for statement in statements("InferenceFunction"):
+        actions |= set([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    assert actions == {"s3:GetObject", "s3:DeleteObject", "dynamodb:UpdateItem"}
+    s3_resources = [s["Resource"]["Fn::Sub"] for s in statements("InferenceFunction") if "s3:GetObject" in s["Action"]]
+    assert all(r.endswith("/uploads/*") for r in s3_resources)
+
+
+def test_bucket_is_private_encrypted_tls_only_and_expires_leftover_uploads():
+    bucket = resource("UploadBucket")
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    (rule,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert rule["Prefix"] == "uploads/" and rule["ExpirationInDays"] == 1
+    (tls,) = resource("UploadBucketPolicy")["PolicyDocument"]["Statement"]
+    assert tls["Effect"] == "Deny" and tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_cors_is_the_site_origin_never_a_wildcard():
+    origins = resource("UploadBucket")["CorsConfiguration"]["CorsRules"][0]["AllowedOrigins"]
+    api_origins = resource("HttpApi")["CorsConfiguration"]["AllowOrigins"]
+    assert origins == api_origins == [{"Ref": "SiteOrigin"}]
+    assert "*" not in str(load_template()["Parameters"]["SiteOrigin"].get("Default"))
+
+
+def test_table_has_ttl_encryption_and_point_in_time_recovery():
+    table = resource("ScansTable")
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_every_function_has_a_log_group_with_retention():
+    groups = [r["Properties"] for r in load_template()["Resources"].values() if r["Type"] == "AWS::Logs::LogGroup"]
+    named = {g["LogGroupName"]["Fn::Sub"] for g in groups if g.get("RetentionInDays")}
+    assert named == {"/aws/lambda/${ApiFunction}", "/aws/lambda/${InferenceFunction}"}
