@@ -25,10 +25,11 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = REPO / "build" / "inference"
 COLD_START = """
-import time; t0 = time.perf_counter()
+import resource, sys, time; t0 = time.perf_counter()
 import app
-t1 = time.perf_counter()
-print(t1 - t0)
+from pancscan.predict import predict_bytes
+predict_bytes(open(sys.argv[1], "rb").read(), app.model)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
@@ -91,22 +92,25 @@ def direct_latency(files: list[Path], scans: int) -> list[float]:
     return times
 
 
-def cold_start(repeats: int = 3) -> tuple[float, float]:
+def cold_start(slice_path: Path, repeats: int = 3) -> tuple[float, float, float]:
     """Median seconds to import the inference handler (settings, clients, model) from its image
-    folder in a fresh interpreter; and a bare interpreter's start, for scale."""
+    folder in a fresh interpreter and score one slice, with that process's peak memory (MB); and
+    a bare interpreter's start, for scale."""
     if not (IMAGE / "task" / "app.py").exists():
         sys.exit("build/inference is missing: run `make build-inference` first")
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(IMAGE / "task"), "BUCKET_NAME": "b", "TABLE_NAME": "t",
            "AWS_DEFAULT_REGION": "us-east-1", "PANCSCAN_MODEL": str(IMAGE / "opt" / "model" / "pancscan.tflite")}
-    handler, bare = [], []
+    handler, bare, peak_mb = [], [], []
     for _ in range(repeats):
         started = time.perf_counter()
-        out = subprocess.run([sys.executable, "-S", "-c", COLD_START], cwd=IMAGE / "task", env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-S", "-c", COLD_START, str(slice_path)], cwd=IMAGE / "task", env=env,
+                             capture_output=True, text=True, check=True)
         handler.append(time.perf_counter() - started)
+        peak_mb.append(float(out.stdout.strip().splitlines()[-1]))
         started = time.perf_counter()
         subprocess.run([sys.executable, "-S", "-c", "pass"], check=True)
         bare.append(time.perf_counter() - started)
-    return statistics.median(handler), statistics.median(bare)
+    return statistics.median(handler), statistics.median(bare), max(peak_mb)
 
 
 def main() -> None:
@@ -118,13 +122,13 @@ def main() -> None:
 
     pipeline = pipeline_latency(files, args.scans)
     direct = direct_latency(files, args.scans)
-    handler_cold, bare = cold_start()
+    handler_cold, bare, peak_mb = cold_start(files[0])
     p50, p95, d50 = percentile(pipeline, 50), percentile(pipeline, 95), percentile(direct, 50)
     print(f"upload-to-result through the local stack, {args.scans} scans, warm: p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
     print(f"the same slices scored in-process (predict_bytes):          p50 {d50 * 1000:.0f} ms")
     print(f"ratio pipeline/in-process p50: {p50 / d50:.1f}x; goal p50 < 1 s: {'met' if p50 < 1 else 'missed'}")
-    print(f"inference function cold start (import, settings, model load): {handler_cold:.2f} s; bare python -S start {bare:.2f} s "
-          f"(ratio {handler_cold / bare:.1f}x)")
+    print(f"inference function cold start (import, settings, model load, first slice): {handler_cold:.2f} s; "
+          f"bare python -S start {bare:.2f} s (ratio {handler_cold / bare:.1f}x); peak memory {peak_mb:.0f} MB")
 
 
 if __name__ == "__main__":

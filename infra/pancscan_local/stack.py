@@ -11,6 +11,7 @@ import json
 import logging
 import mimetypes
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -77,6 +78,9 @@ class LocalStack:
                             aws_access_key_id="local", aws_secret_access_key="local")
 
     def start(self) -> "LocalStack":
+        for option, port in (("--port", self.port), ("--s3-port", self.s3_port)):
+            if not _port_free(self.host, port):
+                raise SystemExit(f"port {port} on {self.host} is in use: choose another with {option}")
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
         os.environ.update(self.environment())  # the handlers read their settings from here, as in Lambda
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self.s3_port, verbose=False)
@@ -120,6 +124,15 @@ class LocalStack:
 
     def config(self) -> dict:
         return {"apiUrl": self.url, "maxUploadBytes": int(os.environ.get("MAX_UPLOAD_BYTES", 20 * 1024 * 1024))}
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _gateway(stack: LocalStack) -> type[BaseHTTPRequestHandler]:

@@ -76,3 +76,20 @@ def test_inference_handler_processes_each_record_with_its_decoded_key(env, monke
     assert handler(event, LocalContext("inference")) == {"processed": ["rejected"]}
     assert table.get(record.scan_id).result["reason"]["code"] == "unreadable_file"
     assert bucket.objects == {}
+
+
+def test_the_model_is_loaded_once_per_container_not_per_invocation(env, monkeypatch):
+    import pancscan.model
+
+    loads = []
+    real_init = pancscan.model.SliceModel.__init__
+    monkeypatch.setattr(pancscan.model.SliceModel, "__init__", lambda self, *a: (loads.append(1), real_init(self, *a))[1])
+    pancscan.model.load_model.cache_clear()
+    handler = load_handler("inference", cold=True)  # a cold start
+    module = sys.modules[handler.__module__]
+    monkeypatch.setattr(module, "store", InMemoryScanStore())
+    monkeypatch.setattr(module, "uploads", InMemoryUploadStore())
+    event = json.loads((EVENTS / "s3_object_created.json").read_text())
+    for _ in range(3):
+        handler(json.loads(json.dumps(event)), LocalContext("inference"))
+    assert len(loads) == 1
