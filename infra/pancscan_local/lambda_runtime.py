@@ -9,7 +9,6 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from pancscan_local.template import REPO
 

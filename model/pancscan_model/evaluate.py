@@ -77,6 +77,13 @@ def summarise(s: Scored, threshold: float) -> dict:
                 "value": at(subset, sens),
                 "ci95": metrics.patient_bootstrap(lambda i: at(subset[i], sens), s.patients[subset]),
             }
+        # Where AUROC is low although lesions do raise the score: how often a lesioned slice
+        # outscores its own lesion-free twin (same patient, same pose). Cases come in such pairs.
+        twins = s.probs[1::2] > s.probs[0::2]
+        out["lesioned_twin_scores_higher"] = {
+            "value": float(twins.mean()),
+            "ci95": metrics.patient_bootstrap(lambda i: float(twins[i].mean()), s.patients[1::2]),
+        }
     out["reliability"] = metrics.reliability(s.labels, s.probs)
     out["rejected_fraction"] = float(s.rejected.mean())
     return out
@@ -157,6 +164,8 @@ def table(report: dict) -> list[str]:
                          f"{_fmt(r['specificity']):>22s} {_fmt(r['ece']):>22s}")
             for band, b in r.get("sensitivity_by_size", {}).items():
                 lines.append(f"    sensitivity {band:10s} (n={b['n']:3d}) {_fmt(b)}")
+            if "lesioned_twin_scores_higher" in r:
+                lines.append(f"    lesioned slice outscores its lesion-free twin {_fmt(r['lesioned_twin_scores_higher'])}")
     if "out_of_distribution" in report:
         o = report["out_of_distribution"]
         lines.append("")

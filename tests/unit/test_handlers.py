@@ -20,13 +20,19 @@ def env(monkeypatch):
         monkeypatch.setenv(name, value)
 
 
-@pytest.fixture
-def api(env, monkeypatch):
-    handler = load_handler("api", cold=True)
+def cold_handler_with_fake_stores(function: str, monkeypatch):
+    """A freshly imported handler whose table and bucket adapters are in-memory fakes."""
+    handler = load_handler(function, cold=True)
     module = sys.modules[handler.__module__]
     table, bucket = InMemoryScanStore(), InMemoryUploadStore()
     monkeypatch.setattr(module, "store", table)
     monkeypatch.setattr(module, "uploads", bucket)
+    return handler, table, bucket
+
+
+@pytest.fixture
+def api(env, monkeypatch):
+    handler, table, _ = cold_handler_with_fake_stores("api", monkeypatch)
     return handler, table
 
 
@@ -63,11 +69,7 @@ def test_api_unknown_route_is_404(api):
 
 
 def test_inference_handler_processes_each_record_with_its_decoded_key(env, monkeypatch):
-    handler = load_handler("inference", cold=True)
-    module = sys.modules[handler.__module__]
-    table, bucket = InMemoryScanStore(), InMemoryUploadStore()
-    monkeypatch.setattr(module, "store", table)
-    monkeypatch.setattr(module, "uploads", bucket)
+    handler, table, bucket = cold_handler_with_fake_stores("inference", monkeypatch)
     record, _ = scans.new_scan(scans.UploadRequest("a.png", "image/png", 10), now=0, ttl_seconds=10**10)
     table.create(record)
     bucket.objects[scans.upload_key(record.scan_id)] = b"not an image"
@@ -85,10 +87,7 @@ def test_the_model_is_loaded_once_per_container_not_per_invocation(env, monkeypa
     real_init = pancscan.model.SliceModel.__init__
     monkeypatch.setattr(pancscan.model.SliceModel, "__init__", lambda self, *a: (loads.append(1), real_init(self, *a))[1])
     pancscan.model.load_model.cache_clear()
-    handler = load_handler("inference", cold=True)  # a cold start
-    module = sys.modules[handler.__module__]
-    monkeypatch.setattr(module, "store", InMemoryScanStore())
-    monkeypatch.setattr(module, "uploads", InMemoryUploadStore())
+    handler, _, _ = cold_handler_with_fake_stores("inference", monkeypatch)  # a cold start
     event = json.loads((EVENTS / "s3_object_created.json").read_text())
     for _ in range(3):
         handler(json.loads(json.dumps(event)), LocalContext("inference"))
