@@ -29,10 +29,11 @@ class InMemoryScanStore:
         record.status = PROCESSING
         return True
 
-    def finish(self, scan_id, status, result, heatmap_png, now) -> None:
+    def finish(self, scan_id, status, result, pngs, now) -> None:
         record = self.records[scan_id]
         assert record.status == PROCESSING
-        record.status, record.result, record.heatmap_png = status, result, heatmap_png
+        record.status, record.result = status, result
+        record.heatmap_png, record.slice_png = pngs.get("heatmap_png"), pngs.get("slice_png")
 
 
 class InMemoryUploadStore:

@@ -32,7 +32,7 @@ ScanIdPath = Annotated[str, Path(description="The scan_id returned when the scan
 class CreateScan(BaseModel):
     filename: str = Field(min_length=1, max_length=255, description="Used only to check the extension; never stored.")
     content_type: str = Field(description="image/png or image/jpeg")
-    size: int = Field(gt=0, description="The file's size in bytes.")
+    size: int = Field(gt=0, strict=True, description="The file's size in bytes.")
 
 
 class UploadForm(BaseModel):
@@ -60,7 +60,14 @@ def not_found() -> Response:
 def invalid_request(exc: RequestValidationError) -> Response:
     fields = sorted({str(e["loc"][-1]) for e in exc.errors() if len(e.get("loc", ())) > 1 and isinstance(e["loc"][-1], str)})
     detail = f"invalid or missing: {', '.join(fields)}" if fields else "the body must be a JSON object"
+    if "json" not in (app.current_event.headers.get("content-type") or ""):
+        detail = "send the body as JSON with the header Content-Type: application/json"
     return error(400, "invalid_request", f"{detail} (expected filename, content_type and size)")
+
+
+@app.not_found
+def no_such_route(exc: Exception) -> Response:
+    return error(404, "not_found", "No such route; see /v1/openapi.json.")
 
 
 @app.exception_handler(scans.InvalidRequest)

@@ -11,7 +11,9 @@ import json
 import logging
 import mimetypes
 import os
+import signal
 import socket
+import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +22,7 @@ from urllib.parse import urlsplit
 import boto3
 from moto.server import ThreadedMotoServer
 
+from pancscan.settings import Settings
 from pancscan_local.lambda_runtime import LocalContext, http_api_event, load_handler, response_parts
 from pancscan_local.resources import create_resources, notify_queue
 from pancscan_local.template import REPO
@@ -93,8 +96,7 @@ class LocalStack:
         self._stopping = threading.Event()
         self._dispatcher = threading.Thread(target=self._dispatch, args=(sqs,), name="s3-events", daemon=True)
         self._dispatcher.start()
-        self._http = ThreadingHTTPServer((self.host, self.port), _gateway(self))
-        self._http.daemon_threads = True
+        self._http = _QuietServer((self.host, self.port), _gateway(self))
         threading.Thread(target=self._http.serve_forever, name="gateway", daemon=True).start()
         return self
 
@@ -123,11 +125,22 @@ class LocalStack:
         return response_parts(self._api(event, LocalContext("pancscan-api", memory_limit_in_mb=256)))
 
     def config(self) -> dict:
-        return {"apiUrl": self.url, "maxUploadBytes": int(os.environ.get("MAX_UPLOAD_BYTES", 20 * 1024 * 1024))}
+        return {"apiUrl": self.url, "maxUploadBytes": Settings.from_env().max_upload_bytes}
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # a browser that closes a connection early is not an error worth a traceback
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as probe:
+        # as the servers themselves bind: connections of a stack just stopped do not count
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
@@ -185,6 +198,8 @@ def serve(host: str, port: int, s3_port: int) -> None:
     print(f"PancScan (research software, not a medical device) is running:\n"
           f"  site  {stack.url}/\n  API   {stack.url}/v1/health\n  AWS stand-in (moto) {stack.aws_endpoint}\n"
           "Ctrl-C stops it.", flush=True)
+    # SIGTERM (service managers, `kill`) stops it as cleanly as Ctrl-C
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

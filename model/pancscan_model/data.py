@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from pancscan.imaging import hu_to_display
+from pancscan.nifti import radiological_axial
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CLASS_FOLDERS = {"normal": 0, "cancer": 1}
@@ -90,13 +91,6 @@ def load_class_folders(root: str | Path) -> list[CTSlice]:
     if not slices:
         raise FileNotFoundError(f"no images under {root}/normal or {root}/cancer")
     return slices
-
-
-def radiological_axial(volume_ras: np.ndarray, index: int) -> np.ndarray:
-    """Axial slice ``index`` of a RAS+ volume as seen in radiology: anterior up, patient's right left."""
-    # volume[x, y, z] with x towards the patient's right, y anterior: rows must run anterior to
-    # posterior (y decreasing) and columns right to left (x decreasing).
-    return np.ascontiguousarray(volume_ras[::-1, ::-1, index].T)
 
 
 def load_msd_task07(root: str | Path, *, every: int = 1) -> list[CTSlice]:

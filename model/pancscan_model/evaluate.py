@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from pancscan import model as runtime_model
+from pancscan.model import platt
 from pancscan.imaging import to_model_input
 from pancscan.predict import predict_bytes, predict_model_input
 from pancscan_model import metrics
 from pancscan_model.data import load_class_folders, load_msd_task07, load_nih_slices
 from pancscan_model.ood_sets import ood_images
 from pancscan_model.samples import Case, evaluation_cases
+from pancscan_model.series_rule import aggregate, pseudo_series
 
 EVAL_SEED = 4242
 SIZE_BANDS_MM = {"5-10 mm": (0, 10), "10-20 mm": (10, 20), ">=20 mm": (20, 1e9)}
@@ -107,6 +109,15 @@ def evaluate_simulated(data_dir: Path, model, metadata: dict, log) -> tuple[dict
     }
     scored = {name: score(cases, model) for name, cases in sets.items()}
     report = {name: summarise(s, model.metadata.threshold) for name, s in scored.items()}
+
+    if model.metadata.series is not None:
+        rule = model.metadata.series
+        series, labels, patients = pseudo_series(slices, model, EVAL_SEED)
+        probs = platt(aggregate(rule.rule, series), rule.platt_a, rule.platt_b)
+        scored["pseudo_series_scan_level"] = Scored(labels, probs, patients, np.zeros(len(labels)), np.zeros(len(labels), bool))
+        report["pseudo_series_scan_level"] = summarise(scored["pseudo_series_scan_level"], rule.threshold) | {
+            "rule": rule.rule, "threshold": rule.threshold,
+            "note": "one test patient's slices in one pose form a series; lesioned series have one slice lesioned"}
 
     real = [to_model_input(s.image) for s in slices]
     rejected_real = [predict_model_input(x, model).status == "rejected" for x in real + [x[::-1].copy() for x in real]]

@@ -35,6 +35,10 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, iterations: int = 100) -> 
     y = np.asarray(labels, np.float64)
     n_pos, n_neg = y.sum(), (1 - y).sum()
     target = np.where(y > 0, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    def loss(a: float, b: float) -> float:
+        z = a * x + b
+        return float(np.sum(np.logaddexp(0, z) - target * z))
+
     a, b = 1.0, 0.0
     for _ in range(iterations):
         p = expit(a * x + b)
@@ -42,8 +46,12 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, iterations: int = 100) -> 
         w = p * (1 - p) + 1e-9
         hess = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]]) + 1e-6 * np.eye(2)
         step = np.linalg.solve(hess, grad)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-10:
+        # Newton overshoots where the start saturates the sigmoid: halve the step until the loss falls
+        scale, current = 1.0, loss(a, b)
+        while scale > 1e-6 and loss(a - scale * step[0], b - scale * step[1]) > current:
+            scale /= 2
+        a, b = a - scale * step[0], b - scale * step[1]
+        if np.abs(scale * step).max() < 1e-10:
             break
     return float(a), float(b)
 

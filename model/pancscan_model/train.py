@@ -22,6 +22,7 @@ from pancscan_model.data import CTSlice, data_hash, load_nih_slices, split_patie
 from pancscan_model.export import export_model
 from pancscan_model.network import build_backbone, build_inference_model
 from pancscan_model.samples import evaluation_cases, training_pair
+from pancscan_model.series_rule import fit_series_rule
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -122,6 +123,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig = Train
     metadata["training"] |= {"seconds": round(training_seconds, 1), "data_sha256": data_hash(data_dir)}
     (out_dir / "pancscan.json").write_text(json.dumps(metadata, indent=2) + "\n")
     (out_dir / "history.json").write_text(json.dumps(history) + "\n")
+    metadata["series"] = fit_series_rule(data_dir, out_dir / "pancscan.tflite", log=log)
     return metadata
 
 

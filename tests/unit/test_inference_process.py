@@ -8,8 +8,8 @@ from PIL import Image
 
 from pancscan import scans
 from pancscan.errors import ScanRejected
-from pancscan.inference import heatmap_png, process_upload
-from pancscan.predict import SliceResult
+from pancscan.inference import grey_png, process_upload
+from pancscan.predict import ScanResult
 from tests.fakes import InMemoryScanStore, InMemoryUploadStore
 
 MAX = 10_000
@@ -18,11 +18,12 @@ MAX = 10_000
 class CountingScorer:
     def __init__(self, result=None, error=None):
         self.calls = 0
-        self.result = result or SliceResult("complete", 0.7, "test", label="no_cancer_detected", probability=0.2,
-                                             confidence=0.8, heatmap=np.full((64, 64), 0.25, np.float32))
+        self.result = result or ScanResult("complete", 0.7, "test", label="no_cancer_detected", probability=0.2,
+                                             confidence=0.8, heatmap=np.full((64, 64), 0.25, np.float32),
+                                             image=np.zeros((256, 256), np.float32), technical={"format": "png"})
         self.error = error
 
-    def __call__(self, data: bytes) -> SliceResult:
+    def __call__(self, data: bytes) -> ScanResult:
         self.calls += 1
         if self.error:
             raise self.error
@@ -68,7 +69,7 @@ def test_duplicate_event_writes_one_result_and_calls_the_model_once(world):
 def test_rejected_input_is_recorded_with_its_reason_and_deleted(world):
     table, bucket, key, scan_id = world
     reason = ScanRejected("not_abdominal_ct", "not CT")
-    outcome = run(world, CountingScorer(SliceResult("rejected", 0.7, "test", reason=reason)))
+    outcome = run(world, CountingScorer(ScanResult("rejected", 0.7, "test", reason=reason)))
     assert outcome.status == "rejected" and outcome.reason_code == "not_abdominal_ct"
     assert table.get(scan_id).result["reason"] == {"code": "not_abdominal_ct", "message": "not CT"}
     assert key not in bucket.objects
@@ -107,7 +108,7 @@ def test_objects_we_did_not_issue_are_deleted_and_ignored(world):
     assert outcome.status == "ignored" and scorer.calls == 0 and "uploads/not-a-scan" not in bucket.objects
 
 
-def test_heatmap_png_keeps_the_map():
+def test_grey_png_keeps_the_map():
     heat = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
-    decoded = np.asarray(Image.open(io.BytesIO(heatmap_png(heat)))) / 255.0
+    decoded = np.asarray(Image.open(io.BytesIO(grey_png(heat)))) / 255.0
     assert np.abs(decoded - heat).max() <= 0.5 / 255 + 1e-6

@@ -50,3 +50,14 @@ def test_patient_bootstrap_interval_contains_the_estimate():
     lo, hi = metrics.patient_bootstrap(lambda i: values[i].mean(), groups, n=300)
     assert lo < values.mean() < hi
     assert hi - lo < 1.0
+
+
+def test_platt_fit_stays_finite_when_logits_saturate_the_start():
+    # Large, overlapping logits sent plain Newton's method to a = -189071 (seen on series scores).
+    from pancscan_model.metrics import fit_platt
+
+    rng = np.random.default_rng(0)
+    logits = np.concatenate([rng.normal(2.5, 2.0, 24), rng.normal(3.5, 2.5, 24)])
+    labels = np.r_[np.zeros(24), np.ones(24)]
+    a, b = fit_platt(logits, labels)
+    assert 0 < a < 2 and abs(b) < 5

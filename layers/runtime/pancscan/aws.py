@@ -42,7 +42,6 @@ class DynamoScanStore:
         item = self.table.get_item(Key={"scan_id": scan_id}, ConsistentRead=True).get("Item")
         if item is None:
             return None
-        heatmap = item.get("heatmap_png")
         return ScanRecord(
             scan_id=item["scan_id"],
             token_hash=item["token_hash"],
@@ -53,7 +52,8 @@ class DynamoScanStore:
             size=int(item["size"]),
             # results are kept as JSON text: floats stay floats (DynamoDB numbers would be Decimals)
             result=json.loads(item.get("result", "{}")),
-            heatmap_png=None if heatmap is None else bytes(heatmap),
+            heatmap_png=bytes(item["heatmap_png"]) if "heatmap_png" in item else None,
+            slice_png=bytes(item["slice_png"]) if "slice_png" in item else None,
         )
 
     def delete(self, scan_id: str) -> None:
@@ -74,13 +74,13 @@ class DynamoScanStore:
                 return False
             raise
 
-    def finish(self, scan_id: str, status: str, result: dict, heatmap_png: bytes | None, now: int) -> None:
+    def finish(self, scan_id: str, status: str, result: dict, pngs: dict[str, bytes], now: int) -> None:
         names = {"#s": "status", "#r": "result"}
         values = {":status": status, ":result": json.dumps(result), ":now": now, ":processing": PROCESSING}
         update = "SET #s = :status, #r = :result, updated_at = :now"
-        if heatmap_png is not None:
-            update += ", heatmap_png = :heatmap"
-            values[":heatmap"] = heatmap_png
+        for name, data in pngs.items():  # heatmap_png, slice_png
+            update += f", {name} = :{name}"
+            values[f":{name}"] = data
         # Only the claimer finishes, and a scan deleted meanwhile is not brought back.
         self.table.update_item(
             Key={"scan_id": scan_id},

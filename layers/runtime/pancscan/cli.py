@@ -3,34 +3,57 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 from pancscan.errors import ScanRejected
-from pancscan.predict import SliceResult, predict_bytes, rejected
+from pancscan.predict import ScanResult, predict_bytes, rejected
 
-MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_FILE_BYTES = 512 * 1024 * 1024
 DISCLAIMER = "PancScan is research software, not a medical device: never use it for diagnosis."
 LABEL_TEXT = {"cancer_detected": "Cancer detected", "no_cancer_detected": "No cancer detected"}
 
 
-def predict_path(path: Path, model) -> SliceResult:
+def folder_as_zip(folder: Path) -> bytes:
+    """A folder of DICOM files, packed (uncompressed) so that it goes through the series checks."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    if sum(p.stat().st_size for p in files) > MAX_FILE_BYTES:
+        raise ScanRejected("too_large", f"The folder holds over {MAX_FILE_BYTES // 2**20} MB.")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for p in files:
+            archive.write(p, p.relative_to(folder).as_posix())
+    return buffer.getvalue()
+
+
+def predict_path(path: Path, model) -> ScanResult:
+    """A file (PNG, JPEG, DICOM, zip of a DICOM series, NIfTI) or a folder holding one DICOM series."""
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return rejected(ScanRejected("too_large", f"The file is over {MAX_FILE_BYTES // 2**20} MB."), model)
-        data = path.read_bytes()
+        if path.is_dir():
+            data = folder_as_zip(path)
+        elif path.stat().st_size > MAX_FILE_BYTES:
+            raise ScanRejected("too_large", f"The file is over {MAX_FILE_BYTES // 2**20} MB.")
+        else:
+            data = path.read_bytes()
+    except ScanRejected as reason:
+        return rejected(reason, model)
     except OSError:
         return rejected(ScanRejected("unreadable_file", "The file could not be opened."), model)
     return predict_bytes(data, model)
 
 
-def describe(path: str, result: SliceResult) -> str:
+def describe(path: str, result: ScanResult) -> str:
     if result.status == "rejected":
         return f"{path}: rejected ({result.reason.code}): {result.reason.message}"
+    where = ""
+    if result.series:
+        where = f"; most suspicious slice {result.series['most_suspicious_slice'] + 1} of {result.series['slices']}"
     return (
         f"{path}: {LABEL_TEXT[result.label]} (probability {result.probability:.2f}, "
-        f"confidence {result.confidence:.2f}, threshold {result.threshold:.2f}, model {result.model_version})"
+        f"confidence {result.confidence:.2f}, threshold {result.threshold:.2f}, model {result.model_version}{where})"
     )
 
 
@@ -49,7 +72,7 @@ def _predict(args: argparse.Namespace) -> int:
         if args.heatmap_dir and result.heatmap is not None:
             from pancscan.overlay import save_overlay
 
-            save_overlay(Path(name), result.heatmap, Path(args.heatmap_dir))
+            save_overlay(result.image * 255.0, result.heatmap, Path(args.heatmap_dir) / f"{Path(name).stem}.heatmap.png")
         print(json.dumps({"path": name, **result.as_dict()}) if args.json else describe(name, result), flush=True)
     return 0
 
@@ -70,6 +93,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_series(args: argparse.Namespace) -> int:
+    from pancscan_model.series_rule import fit_series_rule
+
+    fit_series_rule(args.data, args.model, log=lambda line: print(line, flush=True))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from pancscan_local.stack import serve
 
@@ -81,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pancscan", description=f"PancScan. {DISCLAIMER}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    predict = commands.add_parser("predict", help="score CT slice images (PNG, JPEG)")
+    predict = commands.add_parser("predict", help="score CT: PNG, JPEG, DICOM, a zip or folder of one DICOM series, NIfTI")
     predict.add_argument("paths", nargs="+", metavar="PATH")
     predict.add_argument("--json", action="store_true", help="one JSON object per input per line")
     predict.add_argument("--model", help="a .tflite with its .json beside it (default: the shipped model)")
@@ -105,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="a .tflite with its .json beside it (default: the shipped model)")
     evaluate.add_argument("--out", default="evaluation", help="folder for report.json and the plots")
     evaluate.set_defaults(run=_evaluate)
+
+    fit_series = commands.add_parser("fit-series", help="choose and calibrate the scan-level rule on validation patients")
+    fit_series.add_argument("--data", required=True, help="NIH slices (images/, masks/)")
+    fit_series.add_argument("--model", help="a .tflite with its .json beside it; the rule is written into the .json")
+    fit_series.set_defaults(run=_fit_series)
 
     serve = commands.add_parser("serve", help="run the site, API and inference locally against moto (no AWS account)")
     serve.add_argument("--host", default="127.0.0.1")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 # Stable codes: clients, the site and the API documentation depend on them.
 REASON_CODES = {
-    "unreadable_file": "The file could not be read as a supported image.",
-    "too_large": "The file or image is larger than PancScan accepts.",
+    "unreadable_file": "The file could not be read as a supported image, DICOM, zip or NIfTI file.",
+    "too_large": "The file, image, archive or series is larger than PancScan accepts.",
     "not_abdominal_ct": "The image does not look like an axial abdominal CT slice.",
+    "unsupported_modality": "Not CT (for example MR): PancScan's model was trained on CT only.",
+    "not_axial": "The slices are not axial; PancScan reads axial CT slices only.",
+    "too_many_series": "The upload holds more than one series; send one series per upload.",
+    "empty_series": "The upload holds no CT slice that can be read.",
 }
 
 

@@ -15,10 +15,10 @@ import numpy as np
 from PIL import Image
 
 from pancscan.errors import ScanRejected
-from pancscan.predict import SliceResult
+from pancscan.predict import ScanResult
 from pancscan.scans import FAILED, REJECTED, ScanStore, UploadStore, scan_id_from_key
 
-Scorer = Callable[[bytes], SliceResult]
+Scorer = Callable[[bytes], ScanResult]
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,22 @@ class Outcome:
     reason_code: str | None = None
 
 
-def heatmap_png(heatmap: np.ndarray) -> bytes:
-    """A lesion-probability map (0..1) as a small greyscale PNG."""
-    grey = (np.clip(np.asarray(heatmap, np.float32), 0, 1) * 255).round().astype(np.uint8)
+def grey_png(values: np.ndarray) -> bytes:
+    """A map of values in 0..1 (lesion probability, or a model input) as a small greyscale PNG."""
+    grey = (np.clip(np.asarray(values, np.float32), 0, 1) * 255).round().astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(grey).save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+def result_pngs(scored: ScanResult) -> dict[str, bytes]:
+    """The heatmap; and the slice it belongs to where the browser cannot show the upload itself."""
+    pngs = {}
+    if scored.heatmap is not None:
+        pngs["heatmap_png"] = grey_png(scored.heatmap)
+        if scored.image is not None and (scored.technical or {}).get("format") not in ("png", "jpeg"):
+            pngs["slice_png"] = grey_png(scored.image)
+    return pngs
 
 
 class UploadMissing(Exception):
@@ -70,7 +80,7 @@ def process_upload(key: str, uploads: UploadStore, scans: ScanStore, score: Scor
     try:
         scored = score(take_upload(key, uploads, max_bytes))
     except ScanRejected as reason:
-        scans.finish(scan_id, REJECTED, {"reason": reason.as_dict()}, None, now)
+        scans.finish(scan_id, REJECTED, {"reason": reason.as_dict()}, {}, now)
         return Outcome(scan_id, REJECTED, reason.code)
     except UploadMissing:
         return _fail(scans, scan_id, "upload_missing", now)
@@ -78,11 +88,10 @@ def process_upload(key: str, uploads: UploadStore, scans: ScanStore, score: Scor
         _fail(scans, scan_id, "processing_error", now)
         raise
     result = {name: value for name, value in scored.as_dict().items() if name != "status"}
-    png = heatmap_png(scored.heatmap) if scored.heatmap is not None else None
-    scans.finish(scan_id, scored.status, result, png, now)
+    scans.finish(scan_id, scored.status, result, result_pngs(scored), now)
     return Outcome(scan_id, scored.status, scored.reason.code if scored.reason else None)
 
 
 def _fail(scans: ScanStore, scan_id: str, code: str, now: int) -> Outcome:
-    scans.finish(scan_id, FAILED, {"reason": {"code": code, "message": FAILURE_CODES[code]}}, None, now)
+    scans.finish(scan_id, FAILED, {"reason": {"code": code, "message": FAILURE_CODES[code]}}, {}, now)
     return Outcome(scan_id, FAILED, code)

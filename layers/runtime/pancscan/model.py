@@ -20,6 +20,17 @@ SHIPPED_MODEL = Path(__file__).resolve().parents[3] / "model" / "pancscan.tflite
 
 
 @dataclass(frozen=True)
+class SeriesRule:
+    """How slice scores make a scan-level probability: a named rule over the slice logits, then
+    its own Platt calibration and threshold (fitted on validation patients' series)."""
+
+    rule: str
+    platt_a: float
+    platt_b: float
+    threshold: float
+
+
+@dataclass(frozen=True)
 class ModelMetadata:
     version: str
     input_size: int
@@ -30,6 +41,7 @@ class ModelMetadata:
     platt_b: float
     ood_ranges: dict[str, list[float]]
     pancreas_min: float
+    series: SeriesRule | None = None
 
     @classmethod
     def from_json(cls, data: dict) -> "ModelMetadata":
@@ -43,6 +55,12 @@ class ModelMetadata:
             platt_b=float(data["calibration"]["b"]),
             ood_ranges={k: [float(v[0]), float(v[1])] for k, v in data["ood"]["ranges"].items()},
             pancreas_min=float(data["ood"]["pancreas_min"]),
+            series=SeriesRule(
+                rule=data["series"]["rule"],
+                platt_a=float(data["series"]["calibration"]["a"]),
+                platt_b=float(data["series"]["calibration"]["b"]),
+                threshold=float(data["series"]["threshold"]),
+            ) if "series" in data else None,
         )
 
 

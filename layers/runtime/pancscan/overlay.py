@@ -18,10 +18,8 @@ def overlay(grey: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5) -> Imag
     return Image.fromarray(rgb.astype(np.uint8))
 
 
-def save_overlay(image_path: Path, heatmap: np.ndarray, out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with Image.open(image_path) as img:
-        grey = np.asarray(img.convert("L"), np.float32)
-    target = out_dir / f"{image_path.stem}.heatmap.png"
+def save_overlay(grey: np.ndarray, heatmap: np.ndarray, target: Path) -> Path:
+    """Write the slice the heatmap belongs to (display intensities 0..255) with the heatmap over it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     overlay(grey, heatmap).save(target)
     return target

@@ -1,6 +1,6 @@
-"""One slice through the pipeline: decode -> check -> preprocess -> model -> calibrated result.
+"""A scan through the pipeline: read -> check -> model -> calibrated result, for one slice or a series.
 
-Plain functions over plain types; the CLI and (later) the inference function call these.
+Plain functions over plain types; the CLI, the inference function and the evaluation call these.
 """
 
 from __future__ import annotations
@@ -10,26 +10,35 @@ from dataclasses import dataclass
 import numpy as np
 
 from pancscan.errors import ScanRejected
-from pancscan.imaging import DecodedImage, decode_image, to_model_input
-from pancscan.model import SliceModel
+from pancscan.model import RawOutput, SliceModel, platt
 from pancscan.ood import check_image, check_pancreas, slice_features
+from pancscan.scan_input import ScanInput, read_scan
 
 LABELS = ("no_cancer_detected", "cancer_detected")
+# Series rules: slice logits (of slices that passed the checks) -> one scan logit.
+SERIES_RULES = {
+    "max": lambda logits: float(np.max(logits)),
+    "top2_mean": lambda logits: float(np.mean(np.sort(logits)[-2:])),
+    "mean": lambda logits: float(np.mean(logits)),
+}
 
 
 @dataclass(frozen=True)
-class SliceResult:
+class ScanResult:
     status: str  # "complete" | "rejected"
     threshold: float
     model_version: str
     label: str | None = None
     probability: float | None = None
     confidence: float | None = None
-    heatmap: np.ndarray | None = None  # 64x64 lesion probability over the input image
+    heatmap: np.ndarray | None = None  # 64x64 lesion probability over ``image``
+    image: np.ndarray | None = None  # the model input the heatmap belongs to (for a series: the most suspicious slice)
     reason: ScanRejected | None = None
+    series: dict | None = None  # slices, scored_slices, most_suspicious_slice, slice_probabilities
+    technical: dict | None = None  # allow-listed technical attributes only
 
     def as_dict(self) -> dict:
-        """The result fields shared by the CLI's JSON and the API (heatmap excluded)."""
+        """The result fields shared by the CLI's JSON and the API (heatmap and image excluded)."""
         return {
             "status": self.status,
             "label": self.label,
@@ -38,43 +47,80 @@ class SliceResult:
             "threshold": round(self.threshold, 4),
             "model_version": self.model_version,
             "reason": None if self.reason is None else self.reason.as_dict(),
+            "series": self.series,
+            "technical": self.technical,
         }
 
 
-def rejected(reason: ScanRejected, model: SliceModel) -> SliceResult:
-    return SliceResult("rejected", model.metadata.threshold, model.metadata.version, reason=reason)
+def rejected(reason: ScanRejected, model: SliceModel, technical: dict | None = None) -> ScanResult:
+    return ScanResult("rejected", model.metadata.threshold, model.metadata.version, reason=reason, technical=technical)
 
 
-def predict_model_input(image: np.ndarray, model: SliceModel, *, is_colour: bool = False) -> SliceResult:
+def check_and_run(image: np.ndarray, model: SliceModel, *, is_colour: bool = False) -> RawOutput:
+    """The model's raw output for a slice that passes the CT checks; raises ScanRejected otherwise."""
+    check_image(slice_features(image), model.metadata.ood_ranges, is_colour=is_colour)
+    raw = model.run(image)
+    check_pancreas(raw.pancreas_max, model.metadata.pancreas_min)
+    return raw
+
+
+def _labelled(probability: float, threshold: float, model: SliceModel, **fields) -> ScanResult:
+    cancer = probability >= threshold
+    return ScanResult("complete", threshold, model.metadata.version, label=LABELS[int(cancer)], probability=probability,
+                      confidence=probability if cancer else 1.0 - probability, **fields)
+
+
+def predict_model_input(image: np.ndarray, model: SliceModel, *, is_colour: bool = False, technical: dict | None = None) -> ScanResult:
     """Score a preprocessed slice (size x size, 0..1), or reject it as not abdominal CT."""
+    try:
+        raw = check_and_run(image, model, is_colour=is_colour)
+    except ScanRejected as reason:
+        return rejected(reason, model, technical)
+    return _labelled(model.probability(raw.score_logit), model.metadata.threshold, model,
+                     heatmap=raw.heatmap, image=image, technical=technical)
+
+
+def predict_series(images: list[np.ndarray], model: SliceModel, technical: dict | None = None) -> ScanResult:
+    """Every slice scored; slices that fail the checks (outside the abdomen, no pancreas) are left
+    out of the scan-level rule and have no probability in the per-slice list."""
+    raws: list[RawOutput | None] = []
+    for image in images:
+        try:
+            raws.append(check_and_run(image, model))
+        except ScanRejected:
+            raws.append(None)
+    scored = [i for i, raw in enumerate(raws) if raw is not None]
+    if not scored:
+        return rejected(ScanRejected("not_abdominal_ct", "No slice of this series looks like abdominal CT showing the pancreas."),
+                        model, technical)
+    logits = np.array([raws[i].score_logit for i in scored])
+    top = scored[int(np.argmax(logits))]
+    rule = model.metadata.series
+    if rule is None:  # a model exported before series rules: its slice calibration on the top slice
+        probability, threshold = model.probability(float(logits.max())), model.metadata.threshold
+    else:
+        probability = float(platt(SERIES_RULES[rule.rule](logits), rule.platt_a, rule.platt_b))
+        threshold = rule.threshold
+    summary = {
+        "slices": len(images),
+        "scored_slices": len(scored),
+        "most_suspicious_slice": top,  # index in inferior-to-superior order, from 0
+        "slice_probabilities": [None if raw is None else round(model.probability(raw.score_logit), 4) for raw in raws],
+    }
+    return _labelled(probability, threshold, model, heatmap=raws[top].heatmap, image=images[top], series=summary, technical=technical)
+
+
+def predict_scan(scan: ScanInput, model: SliceModel) -> ScanResult:
+    if scan.is_series:
+        return predict_series(scan.images, model, scan.technical)
+    return predict_model_input(scan.images[0], model, is_colour=scan.is_colour, technical=scan.technical)
+
+
+def predict_bytes(data: bytes, model: SliceModel) -> ScanResult:
+    """Any supported file's bytes to a result; bad input is a rejected result, never an exception."""
     meta = model.metadata
     try:
-        check_image(slice_features(image), meta.ood_ranges, is_colour=is_colour)
-        raw = model.run(image)
-        check_pancreas(raw.pancreas_max, meta.pancreas_min)
+        scan = read_scan(data, (meta.window_center_hu, meta.window_width_hu), meta.input_size)
     except ScanRejected as reason:
         return rejected(reason, model)
-    probability = model.probability(raw.score_logit)
-    cancer = probability >= meta.threshold
-    return SliceResult(
-        "complete",
-        meta.threshold,
-        meta.version,
-        label=LABELS[int(cancer)],
-        probability=probability,
-        confidence=probability if cancer else 1.0 - probability,
-        heatmap=raw.heatmap,
-    )
-
-
-def predict_decoded(decoded: DecodedImage, model: SliceModel) -> SliceResult:
-    return predict_model_input(to_model_input(decoded.grey, model.metadata.input_size), model, is_colour=decoded.is_colour)
-
-
-def predict_bytes(data: bytes, model: SliceModel) -> SliceResult:
-    """A PNG or JPEG file's bytes to a result; bad input is a rejected result, never an exception."""
-    try:
-        decoded = decode_image(data)
-    except ScanRejected as reason:
-        return rejected(reason, model)
-    return predict_decoded(decoded, model)
+    return predict_scan(scan, model)

@@ -20,9 +20,17 @@ from typing import Protocol
 UPLOAD_PREFIX = "uploads/"
 PENDING, PROCESSING, COMPLETE, REJECTED, FAILED = "pending", "processing", "complete", "rejected", "failed"
 FINAL_STATUSES = (COMPLETE, REJECTED, FAILED)
-# Content types the API accepts, with the file extensions that may carry them.
-CONTENT_TYPES = {"image/png": (".png",), "image/jpeg": (".jpg", ".jpeg")}
-RESULT_FIELDS = ("label", "probability", "confidence", "threshold", "model_version", "reason")
+# Content types the API accepts, with the file extensions that may carry them (None: any name,
+# since DICOM files often have no extension). The inference function checks the content itself.
+CONTENT_TYPES = {
+    "image/png": (".png",),
+    "image/jpeg": (".jpg", ".jpeg"),
+    "application/dicom": None,
+    "application/zip": (".zip",),
+    "application/gzip": (".nii.gz",),
+    "application/octet-stream": (".nii",),
+}
+RESULT_FIELDS = ("label", "probability", "confidence", "threshold", "model_version", "reason", "series", "technical")
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 # Stable codes of API request errors (distinct from the reason codes of rejected scans).
@@ -62,6 +70,7 @@ class ScanRecord:
     size: int
     result: dict = field(default_factory=dict)  # RESULT_FIELDS once known
     heatmap_png: bytes | None = None
+    slice_png: bytes | None = None  # the slice the heatmap belongs to, for inputs a browser cannot show (DICOM, NIfTI)
 
 
 class ScanStore(Protocol):
@@ -70,7 +79,8 @@ class ScanStore(Protocol):
     def delete(self, scan_id: str) -> None: ...
     def claim(self, scan_id: str, now: int) -> bool:
         """pending -> processing; False when the scan is unknown or was already claimed."""
-    def finish(self, scan_id: str, status: str, result: dict, heatmap_png: bytes | None, now: int) -> None: ...
+    def finish(self, scan_id: str, status: str, result: dict, pngs: dict[str, bytes], now: int) -> None:
+        """The final status and result; ``pngs`` maps "heatmap_png" / "slice_png" to their bytes."""
 
 
 class UploadStore(Protocol):
@@ -82,11 +92,11 @@ class UploadStore(Protocol):
 
 
 def validate_upload_request(request: UploadRequest, max_bytes: int) -> None:
-    extensions = CONTENT_TYPES.get(request.content_type)
-    if extensions is None:
+    if request.content_type not in CONTENT_TYPES:
         raise InvalidRequest("unsupported_type", f"content_type must be one of {', '.join(CONTENT_TYPES)}")
-    if not request.filename.lower().endswith(extensions):
-        raise InvalidRequest("unsupported_type", f"a {request.content_type} file name ends with {' or '.join(extensions)}")
+    extensions = CONTENT_TYPES[request.content_type]
+    if extensions and not request.filename.lower().endswith(extensions):
+        raise InvalidRequest("unsupported_type", f"file names for {request.content_type} end with {' or '.join(extensions)}")
     if request.size > max_bytes:
         raise InvalidRequest("too_large", f"size must be at most {max_bytes} bytes")
 
@@ -139,6 +149,11 @@ def public_view(record: ScanRecord) -> dict:
             "expires_at": record.expires_at}
     view |= {name: record.result.get(name) for name in RESULT_FIELDS}
     # The lesion heatmap over the whole input image: a small greyscale PNG, 0..255 = probability 0..1.
-    view["heatmap"] = None if record.heatmap_png is None else {
-        "media_type": "image/png", "data": base64.b64encode(record.heatmap_png).decode()}
+    view["heatmap"] = _png(record.heatmap_png)
+    # For DICOM and NIfTI: the 256x256 slice (as the model saw it) that the heatmap belongs to.
+    view["slice_image"] = _png(record.slice_png)
     return view
+
+
+def _png(data: bytes | None) -> dict | None:
+    return None if data is None else {"media_type": "image/png", "data": base64.b64encode(data).decode()}

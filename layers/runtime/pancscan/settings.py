@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # a zipped DICOM series of a few hundred slices
 DEFAULT_RESULT_TTL_DAYS = 7
 UPLOAD_URL_SECONDS = 300  # the presigned POST's lifetime: 5 minutes
 

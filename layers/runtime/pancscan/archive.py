@@ -1,0 +1,58 @@
+"""Reading the members of an uploaded zip safely: every limit is checked from the central
+directory before anything is decompressed, and again while decompressing."""
+
+from __future__ import annotations
+
+import io
+import stat
+import zipfile
+from typing import Iterator
+
+from pancscan.errors import ScanRejected
+
+MAX_MEMBERS = 2000
+MAX_MEMBER_BYTES = 64 * 1024 * 1024
+MAX_TOTAL_BYTES = 1024 * 1024 * 1024
+MAX_RATIO = 200  # DICOM compresses a few times; a zip bomb a thousand times
+IGNORED = ("__MACOSX/", ".DS_Store", "DICOMDIR", "Thumbs.db")
+
+
+def _unsafe_name(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":")
+
+
+def zip_members(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of each regular file in the zip. Raises ScanRejected for anything unsafe."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = [i for i in archive.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ScanRejected("unreadable_file", "The zip file is damaged.") from exc
+    if len(infos) > MAX_MEMBERS:
+        raise ScanRejected("too_large", f"The zip holds {len(infos)} files; the limit is {MAX_MEMBERS}.")
+    total = 0
+    for info in infos:
+        if _unsafe_name(info.filename):
+            raise ScanRejected("unreadable_file", "The zip holds a file with an unsafe path (absolute or '..').")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise ScanRejected("unreadable_file", "The zip holds a symbolic link.")
+        if info.file_size > MAX_MEMBER_BYTES:
+            raise ScanRejected("too_large", f"A file in the zip is over {MAX_MEMBER_BYTES // 2**20} MB.")
+        if info.file_size > MAX_RATIO * max(info.compress_size, 1) and info.file_size > 1024 * 1024:
+            raise ScanRejected("too_large", "The zip's compression ratio is implausible for images (a zip bomb?).")
+        total += info.file_size
+    if total > MAX_TOTAL_BYTES:
+        raise ScanRejected("too_large", f"The zip expands to over {MAX_TOTAL_BYTES // 2**20} MB.")
+    for info in infos:
+        if any(part in info.filename for part in IGNORED):
+            continue
+        try:
+            with archive.open(info) as member:
+                # the declared size may lie: read at most one byte more than it says
+                content = member.read(info.file_size + 1)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
+            raise ScanRejected("unreadable_file", "A file in the zip could not be extracted (damaged or encrypted).") from exc
+        if len(content) > info.file_size:
+            raise ScanRejected("too_large", "A file in the zip is larger than its declared size.")
+        yield info.filename, content

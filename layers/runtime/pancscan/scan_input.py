@@ -1,0 +1,108 @@
+"""Any supported upload to the model's inputs: one slice, or a series sorted inferior to superior.
+
+Formats are told apart by their signatures, never by file names: PNG, JPEG, DICOM (Part 10),
+zip (one DICOM series), NIfTI-1 (.nii, or gzip-compressed .nii.gz).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from pancscan.archive import zip_members
+from pancscan.dicom import DicomSlice, dicom_slice, has_image, is_dicom, parse_dicom, require_axial_ct
+from pancscan.errors import ScanRejected
+from pancscan.imaging import SIGNATURES, decode_image, hu_to_display, to_model_input
+from pancscan.nifti import is_nifti, read_nifti
+
+ZIP_MAGIC = b"PK\x03\x04"
+MAX_SERIES_SLICES = 1000
+
+
+@dataclass(frozen=True)
+class ScanInput:
+    """Model inputs (each size x size, 0..1) in order, and the technical facts a result may show."""
+
+    images: list[np.ndarray]
+    is_series: bool
+    is_colour: bool = False
+    technical: dict = field(default_factory=dict)  # allow-list only: format, modality, slices, spacing
+
+
+def read_scan(data: bytes, window: tuple[float, float], size: int) -> ScanInput:
+    """Raises ScanRejected with a reason code for anything that cannot be scored."""
+    center, width = window
+
+    def to_input(hu: np.ndarray) -> np.ndarray:
+        return to_model_input(hu_to_display(hu, center, width), size)
+
+    if any(data.startswith(signature) for signature in SIGNATURES):
+        decoded = decode_image(data)
+        kind = "png" if data.startswith(b"\x89PNG") else "jpeg"
+        return ScanInput([to_model_input(decoded.grey, size)], False, decoded.is_colour, {"format": kind})
+    if is_dicom(data):
+        ds = parse_dicom(data)
+        if not has_image(ds):
+            require_axial_ct(str(ds.get("Modality", "") or "CT").upper(), True)  # an MR or SR object says so
+            raise ScanRejected("unreadable_file", "The DICOM file holds no image.")
+        item = dicom_slice(ds, to_input)
+        require_axial_ct(item.modality, item.axial)
+        return ScanInput([item.image], False, technical=_dicom_technical("dicom", [item]))
+    if data.startswith(ZIP_MAGIC):
+        return _dicom_series(data, to_input)
+    if is_nifti(data):
+        volume = read_nifti(data)
+        if len(volume) > MAX_SERIES_SLICES:
+            raise ScanRejected("too_large", f"The volume has {len(volume)} slices; the limit is {MAX_SERIES_SLICES}.")
+        images = [to_input(volume.slice_hu(z)) for z in range(len(volume))]
+        technical = {"format": "nifti", "modality": "CT", "slices": len(images),
+                     "slice_thickness_mm": round(volume.slice_thickness_mm, 3),
+                     "pixel_spacing_mm": [round(x, 4) for x in volume.pixel_spacing_mm]}
+        return ScanInput(images, True, technical=technical)
+    raise ScanRejected("unreadable_file", "Not a PNG, JPEG, DICOM, zip (DICOM series) or NIfTI file.")
+
+
+def _dicom_series(data: bytes, to_input: Callable[[np.ndarray], np.ndarray]) -> ScanInput:
+    """One DICOM series from a zip: every DICOM member read, grouped by series, sorted by position
+    along the slice normal (file names and order mean nothing)."""
+    series: dict[str, list[DicomSlice]] = defaultdict(list)
+    count = 0
+    for _, content in zip_members(data):
+        if not is_dicom(content):
+            continue  # READMEs, viewers and other files that come with exported studies
+        count += 1
+        if count > MAX_SERIES_SLICES:
+            raise ScanRejected("too_large", f"The zip holds over {MAX_SERIES_SLICES} DICOM slices.")
+        ds = parse_dicom(content)
+        if has_image(ds):  # reports and presentation states travel with exported images
+            item = dicom_slice(ds, to_input)
+            series[item.series_uid].append(item)
+    if not series:
+        raise ScanRejected("empty_series", "The zip holds no DICOM image.")
+    if len(series) > 1:
+        names = "; ".join(
+            f"series {items[0].series_number if items[0].series_number is not None else '?'} "
+            f"({items[0].modality or 'no modality'}, {len(items)} files)"
+            for items in sorted(series.values(), key=lambda items: items[0].series_number or 0)
+        )
+        raise ScanRejected("too_many_series", f"The zip holds {len(series)} series: {names}. Send one series per upload.")
+    (items,) = series.values()
+    require_axial_ct(items[0].modality, all(i.axial for i in items))
+    if any(i.modality != "CT" for i in items):
+        raise ScanRejected("unsupported_modality", "The series mixes CT with other modalities; PancScan reads CT only.")
+    items.sort(key=lambda i: i.position)
+    return ScanInput([i.image for i in items], True, technical=_dicom_technical("dicom_series", items))
+
+
+def _dicom_technical(kind: str, items: list[DicomSlice]) -> dict:
+    first = items[0]
+    return {
+        "format": kind,
+        "modality": first.modality,
+        "slices": len(items),
+        "slice_thickness_mm": first.slice_thickness_mm,
+        "pixel_spacing_mm": list(first.pixel_spacing_mm) if first.pixel_spacing_mm else None,
+    }

@@ -1,0 +1,179 @@
+"""DICOM, DICOM series zips and NIfTI to model inputs: real files made with pydicom and nibabel."""
+
+import gzip
+import io
+import stat
+import zipfile
+
+import nibabel as nib
+import numpy as np
+import pytest
+from pydicom.uid import RLELossless
+
+from pancscan.errors import ScanRejected
+from pancscan.scan_input import read_scan
+from tests.dicom_factory import PHI_STRINGS, ct_dataset, display_to_hu, series_zip, to_bytes, zip_of
+
+SIZE = 64
+WINDOW = (40.0, 400.0)
+
+
+def hu_image(seed: int, shape=(SIZE, SIZE)) -> np.ndarray:
+    """A CT-like HU image with a marker in the top-left corner (tells orientation apart)."""
+    rng = np.random.default_rng(seed)
+    hu = display_to_hu(rng.integers(40, 200, shape))
+    hu[:8, :8] = 200.0
+    hu[-2:, :] = -1000.0  # air, as around every body in CT
+    return hu
+
+
+def expected(hu: np.ndarray) -> np.ndarray:
+    return np.clip((hu + 160.0) / 400.0, 0, 1)
+
+
+def read(data: bytes):
+    return read_scan(data, WINDOW, SIZE)
+
+
+def rejected_code(data: bytes) -> str:
+    with pytest.raises(ScanRejected) as caught:
+        read(data)
+    message = caught.value.message
+    assert not any(s in message for s in PHI_STRINGS)
+    return caught.value.code
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"slope": 0.5, "intercept": -1000.0},
+        {"signed": True, "intercept": 0.0},
+        {"photometric": "MONOCHROME1"},  # display polarity only: HU are the same
+    ],
+    ids=["plain", "rescaled", "signed", "monochrome1"],
+)
+def test_dicom_pixels_become_the_same_hounsfield_units(options):
+    hu = hu_image(1)
+    scan = read(to_bytes(ct_dataset(hu, **options)))
+    assert not scan.is_series and scan.technical["format"] == "dicom"
+    assert np.abs(scan.images[0] - expected(hu)).max() < 0.01
+
+
+def test_padding_pixels_become_air():
+    hu = hu_image(2)
+    hu[-4:, :] = 63536 - 1024  # stored 63536 is the padding value below
+    scan = read(to_bytes(ct_dataset(hu, padding=63536)))
+    assert scan.images[0][-4:, :].max() == 0.0
+
+
+def test_a_flipped_orientation_is_put_back_into_the_radiological_view():
+    hu = hu_image(3)
+    flipped = ct_dataset(hu[::-1, ::-1].copy(), orientation=(-1, 0, 0, 0, -1, 0))
+    assert np.abs(read(to_bytes(flipped)).images[0] - expected(hu)).max() < 0.01
+
+
+def test_rle_compressed_dicom_is_decoded():
+    hu = hu_image(4)
+    ds = ct_dataset(hu)
+    ds.compress(RLELossless)
+    assert np.abs(read(to_bytes(ds)).images[0] - expected(hu)).max() < 0.01
+
+
+@pytest.mark.parametrize(
+    "options,code",
+    [({"modality": "MR"}, "unsupported_modality"), ({"orientation": (0, 1, 0, 0, 0, -1)}, "not_axial")],
+    ids=["mr", "sagittal"],
+)
+def test_refused_dicom_get_their_reason(options, code):
+    assert rejected_code(to_bytes(ct_dataset(hu_image(5), **options))) == code
+
+
+@pytest.mark.parametrize("data", [b"", b"\0" * 128 + b"DICM" + b"\x02\x00" * 10, b"random bytes" * 50], ids=["empty", "truncated-dicom", "random"])
+def test_broken_files_are_unreadable(data):
+    assert rejected_code(data) == "unreadable_file"
+
+
+def test_a_series_is_sorted_by_position_not_by_file_name_or_order():
+    slices = [hu_image(10 + k) for k in range(6)]
+    scan = read(series_zip(slices, shuffle_seed=7))
+    assert scan.is_series and scan.technical == {"format": "dicom_series", "modality": "CT", "slices": 6,
+                                                 "slice_thickness_mm": 2.5, "pixel_spacing_mm": [0.703125, 0.703125]}
+    for image, hu in zip(scan.images, slices):
+        assert np.abs(image - expected(hu)).max() < 0.01
+
+
+def test_two_series_are_refused_naming_them_without_patient_data():
+    first = zipfile.ZipFile(io.BytesIO(series_zip([hu_image(20), hu_image(21)], series_number=3)))
+    second = zipfile.ZipFile(io.BytesIO(series_zip([hu_image(22)], series_number=7)))
+    files = {f"a/{n}": first.read(n) for n in first.namelist()} | {f"b/{n}": second.read(n) for n in second.namelist()}
+    with pytest.raises(ScanRejected) as caught:
+        read(zip_of(files))
+    assert caught.value.code == "too_many_series"
+    assert "series 3 (CT, 2 files)" in caught.value.message and "series 7 (CT, 1 files)" in caught.value.message
+    assert not any(s in caught.value.message for s in PHI_STRINGS)
+
+
+def test_an_mr_series_is_refused_as_unsupported_modality():
+    mr = to_bytes(ct_dataset(hu_image(23), modality="MR", series_uid="1.2.3"))
+    assert rejected_code(zip_of({"mr1": mr, "mr2": mr})) == "unsupported_modality"
+
+
+def test_a_zip_without_dicom_is_an_empty_series():
+    assert rejected_code(zip_of({"README.txt": b"hello", "DICOMDIR": b"x"})) == "empty_series"
+
+
+def test_zip_bomb_is_refused_before_decompressing():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb.dcm", b"\0" * (60 * 1024 * 1024))
+    assert rejected_code(buffer.getvalue()) == "too_large"
+
+
+def test_path_traversal_and_symlinks_in_a_zip_are_refused():
+    assert rejected_code(zip_of({"../../etc/evil.dcm": b"x"})) == "unreadable_file"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        link = zipfile.ZipInfo("link.dcm")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(link, "/etc/passwd")
+    assert rejected_code(buffer.getvalue()) == "unreadable_file"
+
+
+def ras_volume(n: int = 5) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A RAS+ volume whose axial slices, in the radiological view, are known images."""
+    views = [hu_image(30 + k) for k in range(n)]
+    volume = np.stack([view.T[::-1, ::-1] for view in views], axis=2)  # inverse of radiological_axial
+    return volume, views
+
+
+def nifti_bytes(array: np.ndarray, affine: np.ndarray, compress: bool = False) -> bytes:
+    data = nib.Nifti1Image(array.astype(np.int16), affine).to_bytes()
+    return gzip.compress(data) if compress else data
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["nii", "nii.gz"])
+def test_nifti_in_any_axis_order_gives_the_radiological_slices(compress):
+    volume, views = ras_volume()
+    ras_affine = np.diag([0.7, 0.7, 2.5, 1.0])
+    # Stored as LPS with the axes permuted (z, y, x): a non-identity affine nibabel must undo.
+    stored = np.transpose(volume[::-1, ::-1, :], (2, 1, 0))
+    affine = np.zeros((4, 4))
+    affine[0, 2], affine[1, 1], affine[2, 0], affine[3, 3] = -0.7, -0.7, 2.5, 1.0
+    for data in (nifti_bytes(volume, ras_affine, compress), nifti_bytes(stored, affine, compress)):
+        scan = read(data)
+        assert scan.is_series and scan.technical["format"] == "nifti" and scan.technical["slices"] == 5
+        assert scan.technical["slice_thickness_mm"] == 2.5
+        for image, view in zip(scan.images, views):
+            assert np.abs(image - expected(view)).max() < 0.01
+
+
+def test_nifti_that_is_not_ct_is_refused():
+    volume = np.random.default_rng(0).integers(0, 2000, (SIZE, SIZE, 4))  # MR-like: never near -1000
+    assert rejected_code(nifti_bytes(volume, np.eye(4))) == "unsupported_modality"
+
+
+def test_gzip_bomb_is_stopped_while_decompressing(monkeypatch):
+    monkeypatch.setattr("pancscan.nifti.MAX_UNCOMPRESSED_BYTES", 1024 * 1024)
+    monkeypatch.setattr("pancscan.nifti.gunzip_limited.__defaults__", (1024 * 1024,))
+    assert rejected_code(gzip.compress(b"\0" * (8 * 1024 * 1024))) == "too_large"
