@@ -71,6 +71,8 @@ class LocalStack:
             "AWS_SECRET_ACCESS_KEY": "local",
             "BUCKET_NAME": BUCKET,
             "TABLE_NAME": TABLE,
+            # one machine, its cores: series score about 1.4x faster with two interpreter threads
+            "PANCSCAN_THREADS": os.environ.get("PANCSCAN_THREADS", str(min(os.cpu_count() or 1, 4))),
         }
         if self.max_upload_bytes:
             env["MAX_UPLOAD_BYTES"] = str(self.max_upload_bytes)

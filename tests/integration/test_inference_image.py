@@ -15,6 +15,7 @@ from moto.server import ThreadedMotoServer
 from pancscan import scans
 from pancscan_local.image import build
 from pancscan_local.resources import create_resources
+from tests.dicom_factory import display_to_hu, series_zip
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = REPO / "build" / "inference"
@@ -50,7 +51,7 @@ def image_env():
     return {"PANCSCAN_MODEL": str(IMAGE / "opt" / "model" / "pancscan.tflite")}
 
 
-def test_the_function_runs_from_its_image_contents_without_tensorflow(image_env, nih_dir, tmp_path):
+def test_the_function_runs_from_its_image_contents_without_tensorflow(image_env, nih_dir, nih_slices, tmp_path):
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -61,15 +62,23 @@ def test_the_function_runs_from_its_image_contents_without_tensorflow(image_env,
         clients = {name: boto3.client(name, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x",
                                       aws_secret_access_key="x") for name in ("s3", "dynamodb")}
         create_resources(clients["s3"], clients["dynamodb"], bucket="img-uploads", table="img-scans", site_origin="https://x.example")
-        record, _ = scans.new_scan(scans.UploadRequest("a.jpg", "image/jpeg", 10), now=0, ttl_seconds=10**10)
-        clients["dynamodb"].put_item(TableName="img-scans", Item={
-            "scan_id": {"S": record.scan_id}, "token_hash": {"S": record.token_hash}, "status": {"S": "pending"},
-            "created_at": {"N": "0"}, "expires_at": {"N": str(record.expires_at)}, "content_type": {"S": "image/jpeg"},
-            "size": {"N": "10"}})
-        key = scans.upload_key(record.scan_id)
-        clients["s3"].put_object(Bucket="img-uploads", Key=key, Body=sorted((nih_dir / "images").glob("*.jpg"))[0].read_bytes())
+        # A JPEG slice and a DICOM series: the image must hold the scanner-format readers too.
+        uploads = {"image/jpeg": sorted((nih_dir / "images").glob("*.jpg"))[0].read_bytes(),
+                   "application/zip": series_zip([display_to_hu(s.image) for s in nih_slices[:4]])}
         event = json.loads(EVENT.read_text())
-        event["Records"][0]["s3"]["object"]["key"] = key
+        template_record = event["Records"][0]
+        event["Records"] = []
+        records = []
+        for content_type, body in uploads.items():
+            record, _ = scans.new_scan(scans.UploadRequest("scan", content_type, len(body)), now=0, ttl_seconds=10**10)
+            clients["dynamodb"].put_item(TableName="img-scans", Item={
+                "scan_id": {"S": record.scan_id}, "token_hash": {"S": record.token_hash}, "status": {"S": "pending"},
+                "created_at": {"N": "0"}, "expires_at": {"N": str(record.expires_at)}, "content_type": {"S": content_type},
+                "size": {"N": str(len(body))}})
+            clients["s3"].put_object(Bucket="img-uploads", Key=scans.upload_key(record.scan_id), Body=body)
+            event["Records"].append(json.loads(json.dumps(template_record)))
+            event["Records"][-1]["s3"]["object"]["key"] = scans.upload_key(record.scan_id)
+            records.append(record)
         (tmp_path / "event.json").write_text(json.dumps(event))
 
         result = subprocess.run(
@@ -78,9 +87,11 @@ def test_the_function_runs_from_its_image_contents_without_tensorflow(image_env,
             env={"PATH": os.environ["PATH"], "PYTHONPATH": str(IMAGE / "task"), **env},
         )
         assert result.returncode == 0, result.stderr[-3000:]
-        assert json.loads(result.stdout.strip().splitlines()[-1]) == {"processed": ["complete"]}
-        stored = clients["dynamodb"].get_item(TableName="img-scans", Key={"scan_id": {"S": record.scan_id}})["Item"]
-        assert stored["status"]["S"] == "complete"
+        assert json.loads(result.stdout.strip().splitlines()[-1]) == {"processed": ["complete", "complete"]}
+        for record in records:
+            stored = clients["dynamodb"].get_item(TableName="img-scans", Key={"scan_id": {"S": record.scan_id}})["Item"]
+            assert stored["status"]["S"] == "complete"
+        assert "dicom_series" in json.dumps(stored["result"])
         assert clients["s3"].list_objects_v2(Bucket="img-uploads")["KeyCount"] == 0
     finally:
         server.stop()

@@ -8,7 +8,7 @@ from PIL import Image
 
 from pancscan import scans
 from pancscan.errors import ScanRejected
-from pancscan.inference import grey_png, process_upload
+from pancscan.inference import ProcessingError, grey_png, process_upload
 from pancscan.predict import ScanResult
 from tests.fakes import InMemoryScanStore, InMemoryUploadStore
 
@@ -93,8 +93,9 @@ def test_a_missing_object_ends_failed(world):
 
 def test_an_unexpected_error_is_recorded_failed_then_raised_and_the_object_is_gone(world):
     table, bucket, key, scan_id = world
-    with pytest.raises(RuntimeError):
-        run(world, CountingScorer(error=RuntimeError("bug")))
+    with pytest.raises(ProcessingError, match="^RuntimeError$") as caught:
+        run(world, CountingScorer(error=RuntimeError("bug quoting Doe^Jane")))
+    assert "Doe" not in str(caught.value) and caught.value.__cause__ is None
     stored = table.get(scan_id)
     assert stored.status == "failed" and stored.result["reason"]["code"] == "processing_error"
     assert key not in bucket.objects

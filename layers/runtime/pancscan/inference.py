@@ -50,6 +50,10 @@ class UploadMissing(Exception):
     pass
 
 
+class ProcessingError(Exception):
+    """An unexpected failure while scoring, named by type only."""
+
+
 # Codes of scans that ended ``failed``: our fault or the upload's disappearance, not the file's.
 FAILURE_CODES = {
     "upload_missing": "The uploaded file was not found; upload it again.",
@@ -84,9 +88,10 @@ def process_upload(key: str, uploads: UploadStore, scans: ScanStore, score: Scor
         return Outcome(scan_id, REJECTED, reason.code)
     except UploadMissing:
         return _fail(scans, scan_id, "upload_missing", now)
-    except Exception:
+    except Exception as error:
         _fail(scans, scan_id, "processing_error", now)
-        raise
+        # Only the error's type reaches the logs: messages of parsers can quote header values.
+        raise ProcessingError(type(error).__name__) from None
     result = {name: value for name, value in scored.as_dict().items() if name != "status"}
     scans.finish(scan_id, scored.status, result, result_pngs(scored), now)
     return Outcome(scan_id, scored.status, scored.reason.code if scored.reason else None)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 MODEL_ENV = "PANCSCAN_MODEL"
+THREADS_ENV = "PANCSCAN_THREADS"
 # The shipped artefact sits in model/ at the top of the repository.
 SHIPPED_MODEL = Path(__file__).resolve().parents[3] / "model" / "pancscan.tflite"
 
@@ -79,13 +80,18 @@ def platt(logits, a: float, b: float):
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def interpreter_threads() -> int:
+    """$PANCSCAN_THREADS, default 1: Lambda gives one vCPU per 1769 MB, so below that more threads
+    only contend; the local stack uses the machine's cores."""
+    return max(1, int(os.environ.get(THREADS_ENV, "1")))
+
+
 def _interpreter(model_path: Path):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # pragma: no cover - only where LiteRT has no wheel
         from tensorflow.lite import Interpreter  # type: ignore[no-redef]
-    # One thread: Lambda gives a fraction of a core per 1.8 GB, and several workers share a host.
-    return Interpreter(model_path=str(model_path), num_threads=1)
+    return Interpreter(model_path=str(model_path), num_threads=interpreter_threads())
 
 
 class SliceModel:
