@@ -1,15 +1,18 @@
 """DICOM series, MR and NIfTI through the running local stack; no patient data anywhere."""
 
 import base64
+import gzip
 import io
 import json
+import zipfile
 
+import nibabel as nib
 import numpy as np
 import pytest
 import requests
 from PIL import Image
 
-from tests.dicom_factory import PHI_STRINGS, ct_dataset, display_to_hu, series_zip, to_bytes
+from tests.dicom_factory import PHI_STRINGS, ct_dataset, display_to_hu, series_zip, to_bytes, zip_of
 from tests.e2e.test_local_stack import BUCKET, TABLE, submit, wait_for_result
 
 
@@ -47,3 +50,41 @@ def test_an_mr_dicom_is_refused_with_its_reason(local_stack, nih_slices):
 def test_unsupported_upload_types_are_refused_before_upload(local_stack):
     answer = requests.post(f"{local_stack.url}/v1/scans", json={"filename": "x.gif", "content_type": "image/gif", "size": 10})
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "unsupported_type"
+
+
+def _bomb() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb.dcm", b"\0" * (80 * 1024 * 1024))
+    return buffer.getvalue()
+
+
+def _two_series(nih_slices) -> bytes:
+    first = zipfile.ZipFile(io.BytesIO(series_zip([display_to_hu(nih_slices[0].image)], series_number=2)))
+    second = zipfile.ZipFile(io.BytesIO(series_zip([display_to_hu(nih_slices[1].image)], series_number=5)))
+    return zip_of({f"a/{n}": first.read(n) for n in first.namelist()} | {f"b/{n}": second.read(n) for n in second.namelist()})
+
+
+@pytest.mark.parametrize(
+    "make,content_type,code",
+    [
+        (lambda _: _bomb(), "application/zip", "too_large"),
+        (lambda _: zip_of({"../../escape.dcm": b"x"}), "application/zip", "unreadable_file"),
+        (_two_series, "application/zip", "too_many_series"),
+        (lambda _: zip_of({"notes.txt": b"no images here"}), "application/zip", "empty_series"),
+    ],
+    ids=["zip-bomb", "path-traversal", "two-series", "no-dicom"],
+)
+def test_hostile_and_wrong_zips_are_refused_with_their_reason_and_deleted(local_stack, nih_slices, make, content_type, code):
+    scan = submit(local_stack, make(nih_slices), filename="scan.zip", content_type=content_type)
+    result = wait_for_result(local_stack, scan)
+    assert result["status"] == "rejected" and result["reason"]["code"] == code
+    assert local_stack.client("s3").list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+    assert_no_phi(json.dumps(result), local_stack.log.read_text())
+
+
+def test_a_nifti_volume_gets_a_scan_level_result_through_the_stack(local_stack, nih_slices):
+    ras = np.stack([display_to_hu(s.image).T[::-1, ::-1] for s in nih_slices[:4]], axis=2)
+    data = gzip.compress(nib.Nifti1Image(ras[::-1, ::-1, :].astype(np.int16), np.diag([-0.7, -0.7, 2.5, 1.0])).to_bytes())
+    result = wait_for_result(local_stack, submit(local_stack, data, filename="scan.nii.gz", content_type="application/gzip"))
+    assert result["status"] == "complete" and result["series"]["slices"] == 4 and result["technical"]["format"] == "nifti"

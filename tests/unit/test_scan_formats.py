@@ -8,7 +8,7 @@ import zipfile
 import nibabel as nib
 import numpy as np
 import pytest
-from pydicom.uid import RLELossless
+from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from pancscan.errors import ScanRejected
 from pancscan.scan_input import read_scan
@@ -73,10 +73,12 @@ def test_a_flipped_orientation_is_put_back_into_the_radiological_view():
     assert np.abs(read(to_bytes(flipped)).images[0] - expected(hu)).max() < 0.01
 
 
-def test_rle_compressed_dicom_is_decoded():
+@pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless], ids=["rle", "jpeg2000"])
+def test_compressed_dicom_is_decoded(syntax):
+    # RLE: pydicom itself; JPEG 2000: the pylibjpeg-openjpeg plugin the runtime installs
     hu = hu_image(4)
     ds = ct_dataset(hu)
-    ds.compress(RLELossless)
+    ds.compress(syntax)
     assert np.abs(read(to_bytes(ds)).images[0] - expected(hu)).max() < 0.01
 
 
