@@ -1,138 +1,419 @@
-// PancScan's minimal page: create a scan, upload to the presigned POST, poll for the result.
-"use strict";
+// PancScan's page: choose a scan, check it, preview it, upload it to the presigned form with
+// progress, follow its status, show the result with its heatmap, delete it, remember recent scans.
+// No framework, no build step, no inline script (a strict Content-Security-Policy applies).
+import { drawDicom, parseDicom } from "./dicom-preview.js";
 
 const $ = (id) => document.getElementById(id);
 const FINAL = new Set(["complete", "rejected", "failed"]);
 const LABELS = { cancer_detected: "Cancer detected", no_cancer_detected: "No cancer detected" };
+const POLL_MS = 500;
+const RESULT_TIMEOUT_MS = 90_000;
+const RECENT_KEY = "pancscan.recent"; // [{scan_id, result_token}]: never images or results
+const RECENT_MAX = 20;
+
+// What the API accepts: content type by file name (browsers give none for DICOM and NIfTI).
+const TYPES = [
+  [".nii.gz", "application/gzip", "NIfTI volume"], [".nii", "application/octet-stream", "NIfTI volume"],
+  [".zip", "application/zip", "zip of a DICOM series"], [".png", "image/png", "PNG image"],
+  [".jpg", "image/jpeg", "JPEG image"], [".jpeg", "image/jpeg", "JPEG image"],
+  [".dcm", "application/dicom", "DICOM file"], [".dicom", "application/dicom", "DICOM file"],
+];
+
+// Reason codes in plain language, with what to do.
+const REASONS = {
+  unreadable_file: "PancScan could not read this file. Check that it is a complete DICOM, zip, NIfTI, PNG or JPEG file.",
+  too_large: "The file, the image or the series is larger than PancScan accepts. Send a single series or a smaller file.",
+  not_abdominal_ct: "This does not look like an axial CT slice of the abdomen showing the pancreas. PancScan only reads those.",
+  unsupported_modality: "This is not CT (for example MR). PancScan's model was trained on CT only.",
+  not_axial: "The slices are not axial (sagittal, coronal or tilted). Send the axial series.",
+  too_many_series: "The zip holds more than one series. Send one series per upload.",
+  empty_series: "The zip holds no DICOM image.",
+  upload_missing: "The upload did not arrive. Try again.",
+  processing_error: "PancScan failed while analysing this scan. Try again later.",
+};
+
 const percent = (x) => `${(x * 100).toFixed(1)}%`;
+const megabytes = (bytes) => `${Math.round(bytes / 1048576)} MB`;
+
+let config = null;
+let chosen = null; // {file, filename, content_type}
+let shown = null; // {scan, result, baseImage, heatImage}
 
 async function loadConfig() {
-  const response = await fetch("config.json", { cache: "no-store" });
-  if (!response.ok) throw new Error("The page's configuration (config.json) is missing.");
-  return response.json();
+  if (!config) {
+    const response = await fetch("config.json", { cache: "no-store" });
+    if (!response.ok) throw new Error("The page's configuration (config.json) is missing.");
+    config = await response.json();
+  }
+  return config;
 }
 
-async function api(config, path, options = {}) {
+async function api(path, options = {}) {
   const response = await fetch(config.apiUrl + path, options);
-  const body = response.status === 204 ? null : await response.json();
-  if (!response.ok) throw new Error(body?.error?.message || `The API answered ${response.status}.`);
+  const body = response.status === 204 ? null : await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = new Error(body?.error?.message || `The API answered ${response.status}.`);
+    error.status = response.status;
+    throw error;
+  }
   return body;
 }
 
-async function upload(form, file) {
-  const data = new FormData();
-  for (const [name, value] of Object.entries(form.fields)) data.append(name, value);
-  data.append("file", file, "scan"); // last, as S3 requires; a neutral name (file names can carry patient names)
-  const response = await fetch(form.url, { method: "POST", body: data });
-  if (!response.ok) throw new Error(`The upload failed (${response.status}).`);
-}
-
-// Content type by file name: browsers give none for DICOM and NIfTI. The name sent is neutral:
-// file names of scans often carry patient names, and the API only needs the extension.
-const TYPES = [
-  [".nii.gz", "application/gzip"], [".nii", "application/octet-stream"], [".zip", "application/zip"],
-  [".png", "image/png"], [".jpg", "image/jpeg"], [".jpeg", "image/jpeg"], [".dcm", "application/dicom"], [".dicom", "application/dicom"],
-];
+// ---- choosing a file -------------------------------------------------------------------------
 
 function describeFile(file) {
   const name = file.name.toLowerCase();
-  const [extension, type] = TYPES.find(([ext]) => name.endsWith(ext)) || [".dcm", "application/dicom"];
-  return { filename: `scan${extension}`, content_type: type, size: file.size };
+  const match = TYPES.find(([ext]) => name.endsWith(ext));
+  if (match) return { extension: match[0], content_type: match[1], kind: match[2] };
+  // DICOM files often have no extension at all; anything else is refused here
+  return name.includes(".") ? null : { extension: ".dcm", content_type: "application/dicom", kind: "DICOM file" };
 }
+
+function checkFile(file) {
+  const described = describeFile(file);
+  if (!described) return "PancScan reads DICOM (.dcm or no extension), a zip of one DICOM series, NIfTI (.nii, .nii.gz), PNG or JPEG. Choose one of those.";
+  if (file.size === 0) return "The file is empty. Choose another.";
+  if (file.size > config.maxUploadBytes) return `The file is ${megabytes(file.size)}; PancScan accepts up to ${megabytes(config.maxUploadBytes)}. Send a single series, or a smaller file.`;
+  return null;
+}
+
+async function choose(file) {
+  await loadConfig();
+  $("file-error").textContent = "";
+  $("chosen").hidden = true;
+  $("submit").disabled = true;
+  chosen = null;
+  if (!file) return;
+  const problem = checkFile(file);
+  if (problem) {
+    $("file-error").textContent = problem;
+    return;
+  }
+  const described = describeFile(file);
+  // The name sent to the API is neutral: file names of scans often carry patient names.
+  chosen = { file, filename: `scan${described.extension}`, content_type: described.content_type };
+  $("file-summary").textContent = `${described.kind}, ${file.size < 1048576 ? `${Math.ceil(file.size / 1024)} KB` : megabytes(file.size)}.`;
+  $("chosen").hidden = false;
+  $("submit").disabled = false;
+  await preview(file, described);
+}
+
+async function preview(file, described) {
+  const canvas = $("preview");
+  const context = canvas.getContext("2d");
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  let caption = "Preview of the chosen image.";
+  let drawn = true;
+  try {
+    if (described.content_type.startsWith("image/")) {
+      context.drawImage(await loadImage(URL.createObjectURL(file)), 0, 0, canvas.width, canvas.height);
+    } else if (described.content_type === "application/dicom") {
+      const slice = parseDicom(await file.arrayBuffer());
+      if (slice) drawDicom(canvas, slice);
+      else [drawn, caption] = [false, "No preview for this DICOM file (compressed or unusual); PancScan will still read it."];
+    } else {
+      [drawn, caption] = [false, "No preview for a series or volume: after analysis the most suspicious slice is shown."];
+    }
+  } catch {
+    [drawn, caption] = [false, "No preview for this file."];
+  }
+  canvas.hidden = !drawn;
+  $("preview-caption").textContent = caption;
+}
+
+// ---- uploading and waiting -------------------------------------------------------------------
+
+function setStep(step) {
+  for (const item of $("steps").children) {
+    const order = ["uploading", "queued", "analysing", "done"];
+    const state = order.indexOf(item.dataset.step) - order.indexOf(step);
+    item.className = state < 0 ? "step-done" : state === 0 ? "step-current" : "";
+    if (state === 0) item.setAttribute("aria-current", "step");
+    else item.removeAttribute("aria-current");
+  }
+}
+
+function upload(form, file) {
+  // XMLHttpRequest, not fetch: only it reports upload progress.
+  return new Promise((resolve, reject) => {
+    const data = new FormData();
+    for (const [name, value] of Object.entries(form.fields)) data.append(name, value);
+    data.append("file", file, "scan"); // last, as S3 requires; a neutral name
+    const request = new XMLHttpRequest();
+    request.open("POST", form.url);
+    request.upload.onprogress = (event) => {
+      if (event.lengthComputable) {
+        const value = Math.round((event.loaded / event.total) * 100);
+        $("upload-progress").value = value;
+        $("upload-progress").textContent = `${value}%`;
+      }
+    };
+    request.onload = () => (request.status < 300 ? resolve() : reject(new Error(`The upload failed (${request.status}).`)));
+    request.onerror = () => reject(new Error("The upload failed: the storage could not be reached."));
+    request.send(data);
+  });
+}
+
+async function waitForResult(scan) {
+  const deadline = Date.now() + RESULT_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const result = await api(`/v1/scans/${scan.scan_id}`, { headers: { "X-Scan-Token": scan.result_token } });
+    if (FINAL.has(result.status)) return result;
+    setStep(result.status === "processing" ? "analysing" : "queued");
+    $("status").textContent = result.status === "processing" ? "Analysing the scan…" : "Uploaded; waiting for the analysis to start…";
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+  const error = new Error("No result after 90 seconds. The analysis may still finish: try again, or open it later from Recent scans.");
+  error.timeout = true;
+  throw error;
+}
+
+async function submit(event) {
+  event.preventDefault();
+  if (!chosen) return;
+  $("submit").disabled = true;
+  $("retry").hidden = true;
+  $("result").hidden = true;
+  $("progress-section").hidden = false;
+  $("upload-progress").value = 0;
+  setStep("uploading");
+  $("status").textContent = "Uploading…";
+  try {
+    const scan = await api("/v1/scans", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ filename: chosen.filename, content_type: chosen.content_type, size: chosen.file.size }),
+    });
+    remember(scan);
+    await upload(scan.upload, chosen.file);
+    setStep("queued");
+    const result = await waitForResult(scan);
+    setStep("done");
+    $("status").textContent = "Done.";
+    await show(scan, result, chosen.file);
+  } catch (error) {
+    $("status").textContent = error.message;
+    $("retry").hidden = false;
+  } finally {
+    $("submit").disabled = !chosen;
+  }
+}
+
+// ---- the result --------------------------------------------------------------------------------
 
 function loadImage(src) {
   return new Promise((resolve, reject) => {
     const image = new Image();
     image.onload = () => resolve(image);
-    image.onerror = reject;
+    image.onerror = () => reject(new Error("image"));
     image.src = src;
   });
 }
 
-// The slice (the uploaded image, or the server's copy of the scored DICOM/NIfTI slice) with the
-// lesion heatmap in red over it.
-async function drawView(result, file) {
+const dataUrl = (png) => `data:${png.media_type};base64,${png.data}`;
+
+function thresholdInWords(result) {
+  return `"Cancer detected" from ${percent(result.threshold)}: chosen so that about 95 in 100 scans without a (simulated) lesion are called "No cancer detected".`;
+}
+
+async function show(scan, result, file) {
+  $("result").hidden = false;
+  $("figure").hidden = true;
+  $("series").hidden = true;
+  $("reason").textContent = "";
+  $("model-version").textContent = result.model_version || "–";
+  if (result.status === "complete") {
+    $("result-label").textContent = LABELS[result.label];
+    $("result-summary").textContent = result.label === "cancer_detected"
+      ? "The model's probability is at or above its threshold. This is not a diagnosis: a radiologist must read the scan."
+      : "The model's probability is below its threshold. This is not a diagnosis and does not rule a lesion out.";
+    $("probability").textContent = percent(result.probability);
+    $("confidence").textContent = percent(result.confidence);
+    $("threshold").textContent = thresholdInWords(result);
+    $("result-figures").hidden = false;
+  } else {
+    $("result-label").textContent = result.status === "rejected" ? "Not analysed" : "Analysis failed";
+    $("result-summary").textContent = "";
+    $("result-figures").hidden = true;
+    const code = result.reason?.code;
+    $("reason").textContent = `${REASONS[code] || result.reason?.message || ""} (reason: ${code || "unknown"})`;
+  }
+  shown = { scan, result, baseImage: null, heatImage: null };
+  $("result-label").focus?.();
+  if (result.status === "complete" && result.heatmap) {
+    const base = result.slice_image ? dataUrl(result.slice_image) : file ? URL.createObjectURL(file) : null;
+    if (base) {
+      shown.baseImage = await loadImage(base).catch(() => null);
+      shown.heatImage = await loadImage(dataUrl(result.heatmap)).catch(() => null);
+      if (shown.baseImage && shown.heatImage) {
+        drawView();
+        $("figure").hidden = false;
+      }
+    }
+    if (result.series) showSeries(result.series);
+  }
+}
+
+function drawView() {
   const canvas = $("view");
   const context = canvas.getContext("2d");
-  const base = result.slice_image
-    ? await loadImage(`data:${result.slice_image.media_type};base64,${result.slice_image.data}`)
-    : await loadImage(URL.createObjectURL(file));
-  context.drawImage(base, 0, 0, canvas.width, canvas.height);
-  const heat = await loadImage(`data:${result.heatmap.media_type};base64,${result.heatmap.data}`);
+  context.drawImage(shown.baseImage, 0, 0, canvas.width, canvas.height);
+  const series = shown.result.series;
+  $("caption").textContent = (series
+    ? `Most suspicious slice: ${series.most_suspicious_slice + 1} of ${series.slices} (counted from the feet). `
+    : "") + "Red marks where the model looked; it is not an outline of a lesion.";
+  canvas.setAttribute("aria-label", `The scanned slice${$("show-heatmap").checked ? " with the model's heatmap in red" : ""}`);
+  if (!$("show-heatmap").checked) return;
+  const opacity = Number($("opacity").value) / 100;
   const layer = document.createElement("canvas");
   layer.width = canvas.width;
   layer.height = canvas.height;
   const layerContext = layer.getContext("2d");
-  layerContext.drawImage(heat, 0, 0, layer.width, layer.height);
+  layerContext.drawImage(shown.heatImage, 0, 0, layer.width, layer.height);
   const pixels = layerContext.getImageData(0, 0, layer.width, layer.height);
   for (let i = 0; i < pixels.data.length; i += 4) {
     const p = pixels.data[i] / 255;
-    pixels.data[i + 3] = Math.max(0, (p - 0.1) / 0.9) * 150;
+    pixels.data[i + 3] = Math.max(0, (p - 0.1) / 0.9) * 255 * opacity;
     pixels.data[i] = 255;
     pixels.data[i + 1] = 40;
     pixels.data[i + 2] = 0;
   }
   layerContext.putImageData(pixels, 0, 0);
   context.drawImage(layer, 0, 0);
-  const series = result.series;
-  $("caption").textContent = series
-    ? `Most suspicious slice: ${series.most_suspicious_slice + 1} of ${series.slices} (from the feet up); red marks where the model looked.`
-    : "Red marks where the model looked.";
-  $("figure").hidden = false;
 }
 
-async function waitForResult(config, scan) {
-  const deadline = Date.now() + 60000;
-  while (Date.now() < deadline) {
-    const result = await api(config, `/v1/scans/${scan.scan_id}`, { headers: { "X-Scan-Token": scan.result_token } });
-    if (FINAL.has(result.status)) return result;
-    $("status").textContent = result.status === "processing" ? "Analysing…" : "Queued…";
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-  throw new Error("No result after a minute. Try again.");
+function showSeries(series) {
+  const chart = $("chart");
+  const probabilities = series.slice_probabilities;
+  const n = probabilities.length;
+  const x = (i) => (n === 1 ? 150 : 5 + (i * 290) / (n - 1));
+  const y = (p) => 95 - p * 90;
+  const points = probabilities.map((p, i) => (p === null ? null : `${x(i).toFixed(1)},${y(p).toFixed(1)}`)).filter(Boolean);
+  const title = chart.querySelector("title");
+  chart.replaceChildren(title);
+  const svg = (name, attributes) => {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", name);
+    for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+    chart.append(node);
+    return node;
+  };
+  svg("line", { x1: 5, y1: 95, x2: 295, y2: 95, class: "axis" });
+  svg("polyline", { points: points.join(" "), class: "curve" });
+  svg("circle", { cx: x(series.most_suspicious_slice), cy: y(probabilities[series.most_suspicious_slice] ?? 0), r: 3.5, class: "peak" });
+  const marker = svg("line", { y1: 5, y2: 95, class: "marker" });
+  const slider = $("slice");
+  slider.max = String(n);
+  const select = (k) => {
+    marker.setAttribute("x1", x(k - 1));
+    marker.setAttribute("x2", x(k - 1));
+    const p = probabilities[k - 1];
+    $("slice-value").textContent = `Slice ${k} of ${n}: ${p === null ? "not scored (no pancreas, or outside the abdomen)" : `probability ${percent(p)}`}${k - 1 === series.most_suspicious_slice ? " (most suspicious)" : ""}.`;
+  };
+  slider.value = String(series.most_suspicious_slice + 1);
+  slider.oninput = () => select(Number(slider.value));
+  select(Number(slider.value));
+  $("series").hidden = false;
 }
 
-function show(result, file) {
-  $("result").hidden = false;
-  $("figure").hidden = true;
-  $("reason").textContent = "";
-  if (result.status === "complete") {
-    $("result-label").textContent = LABELS[result.label];
-    $("probability").textContent = percent(result.probability);
-    $("confidence").textContent = percent(result.confidence);
-    $("threshold").textContent = `"Cancer detected" from ${percent(result.threshold)}`;
-    drawView(result, file).catch(() => {});
-  } else {
-    $("result-label").textContent = result.status === "rejected" ? "Not analysed" : "Analysis failed";
-    for (const id of ["probability", "confidence", "threshold"]) $(id).textContent = "–";
-    $("reason").textContent = result.reason?.message || "";
-  }
-  $("model-version").textContent = result.model_version || "–";
-}
-
-async function submit(event) {
-  event.preventDefault();
-  const file = $("file").files[0];
-  if (!file) return;
-  $("submit").disabled = true;
-  $("result").hidden = true;
+async function deleteShown() {
+  if (!shown) return;
   try {
-    const config = await loadConfig();
-    $("status").textContent = "Uploading…";
-    const scan = await api(config, "/v1/scans", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(describeFile(file)),
-    });
-    await upload(scan.upload, file);
-    const result = await waitForResult(config, scan);
-    $("status").textContent = "Done.";
-    show(result, file);
+    await api(`/v1/scans/${shown.scan.scan_id}`, { method: "DELETE", headers: { "X-Scan-Token": shown.scan.result_token } });
   } catch (error) {
-    $("status").textContent = error.message;
-  } finally {
-    $("submit").disabled = false;
+    if (error.status !== 404) {
+      $("status").textContent = error.message;
+      return;
+    }
+  }
+  forget(shown.scan.scan_id);
+  shown = null;
+  $("result").hidden = true;
+  $("progress-section").hidden = false;
+  $("status").textContent = "The result was deleted from PancScan.";
+}
+
+// ---- recent scans (ids and tokens only) --------------------------------------------------------
+
+function recent() {
+  try {
+    const list = JSON.parse(localStorage.getItem(RECENT_KEY) || "[]");
+    return Array.isArray(list) ? list.filter((s) => typeof s.scan_id === "string" && typeof s.result_token === "string") : [];
+  } catch {
+    return [];
   }
 }
 
-$("scan-form").addEventListener("submit", submit);
+function saveRecent(list) {
+  localStorage.setItem(RECENT_KEY, JSON.stringify(list.slice(0, RECENT_MAX).map(({ scan_id, result_token }) => ({ scan_id, result_token }))));
+  renderRecent();
+}
+
+const remember = (scan) => saveRecent([scan, ...recent().filter((s) => s.scan_id !== scan.scan_id)]);
+const forget = (scanId) => saveRecent(recent().filter((s) => s.scan_id !== scanId));
+
+function renderRecent() {
+  const list = recent();
+  const ul = $("recent");
+  ul.replaceChildren();
+  $("recent-empty").hidden = list.length > 0;
+  for (const scan of list) {
+    const item = document.createElement("li");
+    const name = document.createElement("code");
+    name.textContent = scan.scan_id.slice(0, 8);
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "secondary";
+    open.textContent = "Show";
+    open.setAttribute("aria-label", `Show scan ${scan.scan_id.slice(0, 8)}`);
+    open.onclick = () => reopen(scan);
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "secondary";
+    remove.textContent = "Remove";
+    remove.setAttribute("aria-label", `Remove scan ${scan.scan_id.slice(0, 8)} from this list`);
+    remove.onclick = () => forget(scan.scan_id);
+    item.append(name, " ", open, " ", remove);
+    ul.append(item);
+  }
+}
+
+async function reopen(scan) {
+  await loadConfig();
+  $("progress-section").hidden = false;
+  try {
+    const result = await api(`/v1/scans/${scan.scan_id}`, { headers: { "X-Scan-Token": scan.result_token } });
+    $("status").textContent = FINAL.has(result.status) ? "" : "Still being analysed.";
+    if (FINAL.has(result.status)) await show(scan, result, null);
+  } catch (error) {
+    $("status").textContent = error.status === 404 ? "That result has expired or was deleted." : error.message;
+    if (error.status === 404) forget(scan.scan_id);
+  }
+}
+
+// ---- wiring ------------------------------------------------------------------------------------
+
+function wire() {
+  $("file").addEventListener("change", () => choose($("file").files[0]));
+  const drop = $("drop");
+  drop.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    choose(event.dataTransfer.files[0]);
+  });
+  $("scan-form").addEventListener("submit", submit);
+  $("retry").addEventListener("click", (event) => submit(event));
+  $("delete").addEventListener("click", deleteShown);
+  $("show-heatmap").addEventListener("change", () => shown && drawView());
+  $("opacity").addEventListener("input", () => shown && drawView());
+  loadConfig()
+    .then((c) => { $("max-size").textContent = megabytes(c.maxUploadBytes); })
+    .catch((error) => { $("file-error").textContent = error.message; });
+  renderRecent();
+}
+
+wire();

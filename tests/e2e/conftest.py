@@ -14,6 +14,9 @@ import pytest
 import requests
 
 
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -38,6 +41,7 @@ def local_stack(tmp_path_factory, nih_dir):
     log = tmp_path_factory.mktemp("stack") / "serve.log"
     pancscan = Path(sys.executable).parent / "pancscan"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["MAX_UPLOAD_BYTES"] = str(MAX_UPLOAD_BYTES)  # small, so the page's size check can be tried
     with log.open("w") as out:
         process = subprocess.Popen([str(pancscan), "serve", "--port", str(port), "--s3-port", str(s3_port)],
                                    stdout=out, stderr=subprocess.STDOUT, env=env)

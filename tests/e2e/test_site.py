@@ -1,14 +1,25 @@
-"""The page in a real headless Chromium (Debian's), driven by Playwright, against the local stack."""
+"""The page in a real headless Chromium (Debian's), driven by Playwright, against the local stack.
 
+Screenshots of each state go to test-artifacts/ (looked at by people, not compared by tests).
+"""
+
+import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import requests
+
+from tests.conftest import png_bytes
+from tests.e2e.conftest import MAX_UPLOAD_BYTES
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run", "--disable-quic"]
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 375, "height": 812}
 
 
 @pytest.fixture(scope="module")
@@ -23,40 +34,196 @@ def browser():
         browser.close()
 
 
-def test_uploading_a_slice_through_the_page_shows_the_result(browser, local_stack, nih_dir):
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    errors = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.goto(local_stack.url + "/")
-    page.set_input_files("#file", str(sorted((nih_dir / "images").glob("*.jpg"))[5]))
+@pytest.fixture
+def page_at(browser, local_stack):
+    pages = []
+
+    def open_page(viewport=DESKTOP, color_scheme="light"):
+        page = browser.new_page(viewport=viewport, color_scheme=color_scheme)
+        page.errors = []
+        page.api_posts = []
+        page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+        page.on("request", lambda r: page.api_posts.append(r.post_data or "") if r.method == "POST" and "/v1/scans" in r.url else None)
+        page.goto(local_stack.url + "/")
+        pages.append(page)
+        return page
+
+    yield open_page
+    for page in pages:
+        page.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"site-{name}.png"), full_page=True)
+
+
+def analyse(page, path: Path) -> None:
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#submit:not([disabled])")
     page.click("#submit")
     page.wait_for_selector("#result:not([hidden])", timeout=30_000)
-    label = page.inner_text("#result-label")
-    assert label in ("Cancer detected", "No cancer detected")
-    assert page.inner_text("#probability").endswith("%") and page.inner_text("#model-version")
-    assert "Research software, not a diagnosis" in page.inner_text("header")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "site-result.png"), full_page=True)
-    assert errors == []  # no CSP violations or failed requests
-    page.close()
 
 
-def test_a_dicom_series_zip_dropped_on_the_page_shows_the_most_suspicious_slice(browser, local_stack, nih_slices, tmp_path):
+def axe_problems(page) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [f"{v['id']} ({v['impact']}): {v['help']}" for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def test_a_slice_goes_from_file_to_an_understood_result_with_heatmap_controls(page_at, nih_dir):
+    page = page_at()
+    shot(page, "1-empty-desktop")
+    page.set_input_files("#file", str(sorted((nih_dir / "images").glob("*.jpg"))[5]))
+    page.wait_for_selector("#chosen:not([hidden])")
+    assert page.inner_text("#file-summary").startswith("JPEG image")
+    shot(page, "2-chosen-preview")
+    page.click("#submit")
+    page.wait_for_selector("#figure:not([hidden])", timeout=30_000)
+    assert page.inner_text("#result-label") in ("Cancer detected", "No cancer detected")
+    assert page.get_attribute("#upload-progress", "value") == "100"
+    assert page.get_attribute("[data-step=done]", "aria-current") == "step"
+    assert "95 in 100" in page.inner_text("#threshold")
+    assert "not a diagnosis" in page.inner_text("#result-summary")
+    shot(page, "3-result-desktop")
+    # the heatmap's opacity and toggle redraw the picture
+    with_heat = page.eval_on_selector("#view", "c => c.toDataURL()")
+    page.uncheck("#show-heatmap")
+    without_heat = page.eval_on_selector("#view", "c => c.toDataURL()")
+    page.check("#show-heatmap")
+    page.fill("#opacity", "100")
+    page.dispatch_event("#opacity", "input")
+    stronger = page.eval_on_selector("#view", "c => c.toDataURL()")
+    assert len({with_heat, without_heat, stronger}) == 3
+    # the neutral name went to the API, and this browser keeps only ids and tokens
+    assert all("PANCREAS_" not in body for body in page.api_posts)
+    stored = json.loads(page.evaluate("localStorage.getItem('pancscan.recent')"))
+    assert len(stored) == 1 and set(stored[0]) == {"scan_id", "result_token"}
+    assert page.locator("#recent li").count() == 1
+    assert page.errors == []
+
+
+def test_a_colour_photo_is_rejected_with_its_reason_in_plain_language(page_at, tmp_path):
+    photo = tmp_path / "holiday.png"
+    photo.write_bytes(png_bytes(np.random.default_rng(1).integers(0, 256, (300, 400, 3))))
+    page = page_at()
+    analyse(page, photo)
+    assert page.inner_text("#result-label") == "Not analysed"
+    assert "does not look like an axial CT slice" in page.inner_text("#reason")
+    assert "not_abdominal_ct" in page.inner_text("#reason")
+    shot(page, "4-rejected")
+
+
+def test_an_oversized_or_unsupported_file_is_refused_before_upload(page_at, tmp_path):
+    big = tmp_path / "big.dcm"
+    big.write_bytes(b"\0" * (MAX_UPLOAD_BYTES + 1))
+    page = page_at()
+    page.set_input_files("#file", str(big))
+    page.wait_for_selector("#file-error:has-text('MB')")
+    assert "accepts up to 20 MB" in page.inner_text("#file-error")
+    assert page.is_disabled("#submit")
+    shot(page, "5-too-large")
+    gif = tmp_path / "x.gif"
+    gif.write_bytes(b"GIF89a")
+    page.set_input_files("#file", str(gif))
+    page.wait_for_selector("#file-error:has-text('Choose one of those')")
+    assert page.api_posts == []  # nothing was sent
+
+
+def test_delete_removes_the_result_and_the_api_then_answers_404(page_at, local_stack, nih_dir):
+    page = page_at()
+    analyse(page, sorted((nih_dir / "images").glob("*.jpg"))[6])
+    scan = json.loads(page.evaluate("localStorage.getItem('pancscan.recent')"))[0]
+    url = f"{local_stack.url}/v1/scans/{scan['scan_id']}"
+    assert requests.get(url, headers={"X-Scan-Token": scan["result_token"]}).status_code == 200
+    page.click("#delete")
+    page.wait_for_selector("#result", state="hidden")
+    assert "deleted" in page.inner_text("#status")
+    assert requests.get(url, headers={"X-Scan-Token": scan["result_token"]}).status_code == 404
+    assert page.evaluate("localStorage.getItem('pancscan.recent')") == "[]"
+    shot(page, "6-deleted")
+
+
+def test_the_page_works_on_a_phone_without_sideways_scrolling(page_at, nih_dir):
+    page = page_at(PHONE)
+    analyse(page, sorted((nih_dir / "images").glob("*.jpg"))[7])
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shot(page, "7-result-phone")
+
+
+def test_keyboard_alone_reaches_and_operates_the_form(page_at, nih_dir):
+    page = page_at()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "file"
+    page.set_input_files("#file", str(sorted((nih_dir / "images").glob("*.jpg"))[8]))  # the file dialog itself is the OS's
+    page.wait_for_selector("#submit:not([disabled])")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "submit"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_no_serious_or_critical_accessibility_violations(page_at, nih_dir, scheme):
+    page = page_at(color_scheme=scheme)
+    assert axe_problems(page) == []
+    analyse(page, sorted((nih_dir / "images").glob("*.jpg"))[9])
+    page.wait_for_selector("#figure:not([hidden])")
+    assert axe_problems(page) == []
+    if scheme == "dark":
+        shot(page, "8-result-dark")
+
+
+def test_a_dicom_series_zip_shows_the_most_suspicious_slice_chart_and_scroller(page_at, nih_slices, tmp_path):
     from tests.dicom_factory import display_to_hu, series_zip
 
     patients = [s.patient for s in nih_slices]
     patient = max(set(patients), key=patients.count)
     archive = tmp_path / "Doe_Jane_CT.zip"  # a patient's name in the file name must not travel
     archive.write_bytes(series_zip([display_to_hu(s.image) for s in nih_slices if s.patient == patient]))
-    page = browser.new_page(viewport={"width": 375, "height": 800})
-    sent = []
-    page.on("request", lambda request: sent.append(request.post_data or "") if request.method == "POST" else None)
-    page.goto(local_stack.url + "/")
-    page.set_input_files("#file", str(archive))
-    page.click("#submit")
-    page.wait_for_selector("#figure:not([hidden])", timeout=30_000)
-    assert page.inner_text("#result-label") in ("Cancer detected", "No cancer detected")
+    page = page_at(PHONE)
+    analyse(page, archive)
+    page.wait_for_selector("#series:not([hidden])")
     assert page.inner_text("#caption").startswith("Most suspicious slice:")
-    assert not any("Doe_Jane" in body for body in sent)
-    page.screenshot(path=str(ARTIFACTS / "site-series-result-375.png"), full_page=True)
-    page.close()
+    assert "(most suspicious)" in page.inner_text("#slice-value")
+    page.fill("#slice", "1")
+    page.dispatch_event("#slice", "input")
+    assert page.inner_text("#slice-value").startswith("Slice 1 of")
+    assert not any("Doe_Jane" in body for body in page.api_posts)
+    shot(page, "9-series-phone")
+
+
+def test_a_dicom_slice_is_previewed_before_upload(page_at, nih_slices, tmp_path):
+    from tests.dicom_factory import ct_dataset, display_to_hu, to_bytes
+
+    path = tmp_path / "IM0001"  # DICOM files often have no extension
+    path.write_bytes(to_bytes(ct_dataset(display_to_hu(nih_slices[0].image))))
+    page = page_at()
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#chosen:not([hidden])")
+    assert page.inner_text("#preview-caption") == "Preview of the chosen image."
+    # the preview shows the slice: not a blank canvas
+    spread = page.eval_on_selector("#preview", "c => { const d = c.getContext('2d').getImageData(0, 0, 256, 256).data;"
+                                                " let lo = 255, hi = 0; for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]); } return hi - lo; }")
+    assert spread > 100
+    shot(page, "10-dicom-preview")
+
+
+def test_a_result_that_never_comes_says_so_and_offers_a_retry(page_at, nih_dir):
+    page = page_at()
+    page.clock.install()
+    # the API keeps answering "pending", as if the analysis never ran
+    page.route("**/v1/scans/*", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                             body=json.dumps({"status": "pending"}))
+               if route.request.method == "GET" else route.continue_())
+    page.set_input_files("#file", str(sorted((nih_dir / "images").glob("*.jpg"))[10]))
+    page.wait_for_selector("#submit:not([disabled])")
+    page.click("#submit")
+    page.wait_for_selector("#status:has-text('Uploaded')")
+    page.clock.run_for(95_000)
+    page.wait_for_selector("#retry:not([hidden])")
+    assert "No result after 90 seconds" in page.inner_text("#status")
+    shot(page, "11-timeout")
