@@ -8,7 +8,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 S3_PORT ?= 5000
 
-.PHONY: install run test test-unit chromium build-inference predict evaluate train bench bench-pipeline clean
+TOOLS ?= .tools
+
+.PHONY: install run test test-unit chromium build-inference tools audit predict evaluate train bench bench-pipeline load fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +24,21 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/pancscan serve --host $(HOST) --port $(PORT) --s3-port $(S3_PORT)
 
-test: install chromium build-inference
+test: install chromium build-inference tools
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Tools with pins of their own (checkov, pip-audit), kept out of the project's environment.
+tools: $(TOOLS)/.installed
+$(TOOLS)/.installed:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --upgrade pip
+	$(TOOLS)/bin/pip install -q checkov==3.3.30 pip-audit
+	touch $@
+
+# Known vulnerabilities in both functions' pinned requirements (needs PyPI's vulnerability data;
+# --strict fails when a package cannot be audited).
+audit: tools
+	$(TOOLS)/bin/pip-audit --strict --progress-spinner off -r functions/inference/requirements.txt -r layers/runtime/requirements.txt
 
 # Browser tests drive Debian's Chromium (never `playwright install`: it downloads a browser).
 chromium:
@@ -56,5 +71,14 @@ bench: install
 bench-pipeline: install
 	$(PY) bench/bench_pipeline.py --data $(DATA)
 
+# 200 scans from 20 concurrent clients against a fresh local stack (loopback only).
+load: install
+	$(PY) bench/load.py --data $(DATA)
+
+# Fuzz the upload readers with atheris for FUZZ_SECONDS (default 300).
+FUZZ_SECONDS ?= 300
+fuzz: install
+	$(PY) fuzz/fuzz_read_scan.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 fuzz/corpus
+
 clean:
-	rm -rf $(VENV) evaluation .pytest_cache build test-artifacts
+	rm -rf $(VENV) $(TOOLS) evaluation .pytest_cache build test-artifacts

@@ -5,12 +5,13 @@ from __future__ import annotations
 import copy
 
 from pancscan.errors import ScanRejected
-from pancscan.scans import PENDING, PROCESSING, ScanRecord
+from pancscan.scans import BUSY, CLAIMED, FINAL_STATUSES, GONE, PROCESSING, ScanRecord
 
 
 class InMemoryScanStore:
     def __init__(self):
         self.records: dict[str, ScanRecord] = {}
+        self.claimed_at: dict[str, int] = {}
 
     def create(self, record: ScanRecord) -> None:
         assert record.scan_id not in self.records
@@ -22,12 +23,15 @@ class InMemoryScanStore:
     def delete(self, scan_id: str) -> None:
         self.records.pop(scan_id, None)
 
-    def claim(self, scan_id: str, now: int) -> bool:
+    def claim(self, scan_id: str, now: int, lease_seconds: int) -> str:
         record = self.records.get(scan_id)
-        if record is None or record.status != PENDING:
-            return False
+        if record is None or record.status in FINAL_STATUSES:
+            return GONE
+        if record.status == PROCESSING and self.claimed_at[scan_id] >= now - lease_seconds:
+            return BUSY
         record.status = PROCESSING
-        return True
+        self.claimed_at[scan_id] = now
+        return CLAIMED
 
     def finish(self, scan_id, status, result, pngs, now) -> None:
         record = self.records[scan_id]

@@ -37,7 +37,8 @@ def handler(event: S3Event, context: LambdaContext) -> dict:
     for record in event.records:
         key = unquote_plus(record.s3.get_object.key)  # S3 events carry URL-encoded keys
         started = time.perf_counter()
-        outcome = process_upload(key, uploads, store, score, max_bytes=settings.max_upload_bytes, now=int(time.time()))
+        outcome = process_upload(key, uploads, store, score, max_bytes=settings.max_upload_bytes, now=int(time.time()),
+                                 lease_seconds=settings.processing_lease_seconds)
         logger.info("upload processed", extra={"scan_id": outcome.scan_id, "status": outcome.status,
                                               "reason_code": outcome.reason_code,
                                               "seconds": round(time.perf_counter() - started, 3)})

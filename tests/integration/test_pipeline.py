@@ -129,3 +129,27 @@ def test_health_and_openapi(api):
     status, document = api("GET", "/v1/openapi.json")
     assert status == 200 and document["openapi"].startswith("3.1")
     assert {"/v1/scans", "/v1/scans/{scan_id}", "/v1/health"} <= set(document["paths"])
+
+
+def test_dynamodb_claims_hold_for_their_lease_and_final_scans_stay_final(aws):
+    from pancscan import scans
+    from pancscan.aws import DynamoScanStore
+
+    store = DynamoScanStore(TABLE)
+    record, _ = scans.new_scan(scans.UploadRequest("a.png", "image/png", 10), now=1000, ttl_seconds=10**6)
+    store.create(record)
+    assert store.claim(record.scan_id, 1000, 60) == scans.CLAIMED
+    assert store.claim(record.scan_id, 1030, 60) == scans.BUSY
+    assert store.claim(record.scan_id, 1061, 60) == scans.CLAIMED  # the first claimer died
+    store.finish(record.scan_id, "complete", {"label": "no_cancer_detected"}, {}, 1062)
+    assert store.claim(record.scan_id, 5000, 60) == scans.GONE
+    assert store.claim("00000000-0000-4000-8000-000000000000", 5000, 60) == scans.GONE
+    assert store.get(record.scan_id).status == "complete"
+
+
+def test_an_expired_result_is_not_served_even_before_dynamodb_removes_it(aws, api, ct_slice):
+    created = create(api, ct_slice)
+    aws["dynamodb"].update_item(TableName=TABLE, Key={"scan_id": {"S": created["scan_id"]}},
+                                UpdateExpression="SET expires_at = :past", ExpressionAttributeValues={":past": {"N": "1"}})
+    assert api("GET", f"/v1/scans/{created['scan_id']}", token=created["result_token"])[0] == 404
+    assert api("DELETE", f"/v1/scans/{created['scan_id']}", token=created["result_token"])[0] == 404

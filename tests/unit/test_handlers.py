@@ -92,3 +92,37 @@ def test_the_model_is_loaded_once_per_container_not_per_invocation(env, monkeypa
     for _ in range(3):
         handler(json.loads(json.dumps(event)), LocalContext("inference"))
     assert len(loads) == 1
+
+
+from hypothesis import given, settings as hypothesis_settings, strategies as st  # noqa: E402
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(st.text(min_size=1, max_size=200).filter(lambda s: "\x00" not in s))
+def test_the_client_never_chooses_the_key_and_its_file_name_is_never_kept(name):
+    import os
+
+    from pancscan_local.lambda_runtime import load_handler as _load
+
+    os.environ.update({"BUCKET_NAME": "b", "TABLE_NAME": "t", "AWS_DEFAULT_REGION": "us-east-1"})
+    handler = _load("api")  # cached: one cold start for all examples
+    module = sys.modules[handler.__module__]
+    module.store, module.uploads = InMemoryScanStore(), InMemoryUploadStore()
+    response = handler(api_event("POST", "/v1/scans", json.dumps({"filename": name + ".png", "content_type": "image/png", "size": 10})),
+                       LocalContext("api"))
+    assert response["statusCode"] == 201
+    body = json.loads(response["body"])
+    assert body["upload"]["fields"]["key"] == f"uploads/{body['scan_id']}"
+    assert name not in body["upload"]["fields"]["key"] or name in body["scan_id"]
+    assert (name + ".png") not in repr(module.store.get(body["scan_id"]))
+
+
+def test_tokens_are_compared_in_constant_time(monkeypatch):
+    import hmac
+
+    calls = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: (calls.append(1), real(a, b))[1])
+    record, token = scans.new_scan(scans.UploadRequest("a.png", "image/png", 10), now=0, ttl_seconds=100)
+    assert scans.token_matches(record, token) and not scans.token_matches(record, "x")
+    assert len(calls) == 2

@@ -179,3 +179,17 @@ def test_gzip_bomb_is_stopped_while_decompressing(monkeypatch):
     monkeypatch.setattr("pancscan.nifti.MAX_UNCOMPRESSED_BYTES", 1024 * 1024)
     monkeypatch.setattr("pancscan.nifti.gunzip_limited.__defaults__", (1024 * 1024,))
     assert rejected_code(gzip.compress(b"\0" * (8 * 1024 * 1024))) == "too_large"
+
+
+def test_reading_odd_header_values_logs_and_warns_nothing_that_quotes_them(caplog, recwarn):
+    import logging
+
+    ds = ct_dataset(hu_image(40))
+    ds.SeriesInstanceUID = "1.2.PHINAME.3"  # invalid for its VR: pydicom would quote it in a warning
+    ds.PatientName = "PHINAME^\x07bell"
+    data = to_bytes(ds)
+    recwarn.clear()  # making the file warned; reading it must not
+    with caplog.at_level(logging.DEBUG):
+        read(data)
+    assert "PHINAME" not in caplog.text
+    assert not any("PHINAME" in str(w.message) for w in recwarn)

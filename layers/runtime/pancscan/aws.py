@@ -11,14 +11,15 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from pancscan.errors import ScanRejected
-from pancscan.scans import PENDING, PROCESSING, ScanRecord
+from pancscan.scans import BUSY, CLAIMED, GONE, PENDING, PROCESSING, ScanRecord
 
 
 def _config() -> Config:
     # The local stand-in answers on an IP address: path-style URLs, and s3v4 signatures, which
     # browsers' CORS preflights need there too.
     style = "path" if os.environ.get("AWS_ENDPOINT_URL") else "auto"
-    return Config(signature_version="s3v4", s3={"addressing_style": style}, retries={"mode": "standard"})
+    # Throttling and timeouts are retried here first (5 tries, backoff); then by Lambda's async retry.
+    return Config(signature_version="s3v4", s3={"addressing_style": style}, retries={"mode": "standard", "max_attempts": 5})
 
 
 class DynamoScanStore:
@@ -59,20 +60,22 @@ class DynamoScanStore:
     def delete(self, scan_id: str) -> None:
         self.table.delete_item(Key={"scan_id": scan_id})
 
-    def claim(self, scan_id: str, now: int) -> bool:
+    def claim(self, scan_id: str, now: int, lease_seconds: int) -> str:
         try:
             self.table.update_item(
                 Key={"scan_id": scan_id},
-                UpdateExpression="SET #s = :processing, updated_at = :now",
-                ConditionExpression="#s = :pending",
+                UpdateExpression="SET #s = :processing, claimed_at = :now, updated_at = :now ADD attempts :one",
+                ConditionExpression="attribute_exists(scan_id) AND (#s = :pending OR (#s = :processing AND claimed_at < :stale))",
                 ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":processing": PROCESSING, ":pending": PENDING, ":now": now},
+                ExpressionAttributeValues={":processing": PROCESSING, ":pending": PENDING, ":now": now,
+                                           ":stale": now - lease_seconds, ":one": 1},
             )
-            return True
+            return CLAIMED
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+        record = self.get(scan_id)
+        return BUSY if record is not None and record.status == PROCESSING else GONE
 
     def finish(self, scan_id: str, status: str, result: dict, pngs: dict[str, bytes], now: int) -> None:
         names = {"#s": "status", "#r": "result"}

@@ -7,6 +7,7 @@ name, an ID, a date, an institution or a private tag. Error messages never quote
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -15,6 +16,9 @@ import numpy as np
 
 from pancscan.errors import ScanRejected
 from pancscan.imaging import MAX_SIDE_PX
+
+# pydicom logs (not only warns) about odd values, quoting them: header values can be patient data.
+logging.getLogger("pydicom").disabled = True
 
 DICM_OFFSET = 128
 AXIAL_MIN_COSINE = 0.9  # |slice normal . z| for a slice to count as axial (about 25 degrees of tilt)
@@ -50,7 +54,6 @@ def _floats(value) -> list[float] | None:
 def parse_dicom(data: bytes):
     """The dataset (pixel data still encoded). Raises ScanRejected("unreadable_file")."""
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     if not is_dicom(data):
         raise ScanRejected("unreadable_file", "Not a DICOM file (no DICM marker).")
@@ -58,12 +61,23 @@ def parse_dicom(data: bytes):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom's warnings quote header values
             return pydicom.dcmread(io.BytesIO(data))
-    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError, AttributeError, NotImplementedError) as exc:
+    except Exception as exc:  # pydicom raises many types (found by fuzzing); none may escape
         raise ScanRejected("unreadable_file", "The DICOM file is damaged or truncated.") from exc
 
 
 def dicom_slice(ds, to_input: Callable[[np.ndarray], np.ndarray]) -> DicomSlice:
     """Technical attributes of ``ds``; pixels decoded (to HU, then ``to_input``) only for axial CT."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # values are converted lazily, and pydicom's warnings quote them
+        try:
+            return _dicom_slice(ds, to_input)
+        except ScanRejected:
+            raise
+        except Exception as exc:  # a damaged element, converted only now
+            raise ScanRejected("unreadable_file", "The DICOM file is damaged or truncated.") from exc
+
+
+def _dicom_slice(ds, to_input: Callable[[np.ndarray], np.ndarray]) -> DicomSlice:
     modality = str(ds.get("Modality", "") or "").upper()
     orientation = _floats(ds.get("ImageOrientationPatient")) or [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     if len(orientation) != 6:
@@ -102,6 +116,16 @@ def has_image(ds) -> bool:
     return "PixelData" in ds
 
 
+def require_ct_without_image(ds) -> None:
+    """For a DICOM object with no image: an MR or SR object says what it is; anything else is unreadable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        modality = str(ds.get("Modality", "") or "").upper()
+    if modality and modality != "CT":
+        require_axial_ct(modality, True)
+    raise ScanRejected("unreadable_file", "The DICOM file holds no image.")
+
+
 def require_axial_ct(modality: str, axial: bool) -> None:
     if modality != "CT":
         raise ScanRejected("unsupported_modality", f"This is {modality or 'not CT (no modality given)'}; PancScan's model reads CT only.")
@@ -116,9 +140,7 @@ def _hounsfield(ds) -> np.ndarray:
     modality transform alone, so no inversion is applied here.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            stored = ds.pixel_array
+        stored = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for unsupported or broken pixel data
         raise ScanRejected("unreadable_file", "The DICOM image data cannot be decoded (unsupported compression or damaged).") from exc
     if stored.ndim != 2:

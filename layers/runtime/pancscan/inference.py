@@ -3,6 +3,11 @@
 Order matters: claim the scan (a duplicate event stops here), read the object, delete it whatever
 happens next, check it again (S3's policy conditions are the first line, not the only one), score
 it, record the result.
+
+Retries: an error before the read (throttling on the claim, say) leaves the object in place, and
+Lambda's async retry processes it. If an invocation dies after claiming (a timeout), the claim's
+lease (the function's timeout) runs out and the retry takes over: it scores the object if it is
+still there, and records ``failed`` if it is gone. Either way the scan ends with one final record.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from PIL import Image
 
 from pancscan.errors import ScanRejected
 from pancscan.predict import ScanResult
-from pancscan.scans import FAILED, REJECTED, ScanStore, UploadStore, scan_id_from_key
+from pancscan.scans import BUSY, FAILED, GONE, REJECTED, ScanStore, UploadStore, scan_id_from_key
 
 Scorer = Callable[[bytes], ScanResult]
 
@@ -74,12 +79,16 @@ def take_upload(key: str, uploads: UploadStore, max_bytes: int) -> bytes:
     return data
 
 
-def process_upload(key: str, uploads: UploadStore, scans: ScanStore, score: Scorer, *, max_bytes: int, now: int) -> Outcome:
+def process_upload(key: str, uploads: UploadStore, scans: ScanStore, score: Scorer, *, max_bytes: int, now: int,
+                   lease_seconds: int = 60) -> Outcome:
     """Handle one ObjectCreated record's (URL-decoded) key. Unexpected errors are recorded as
     ``failed`` and then raised, so that they count as function errors."""
     scan_id = scan_id_from_key(key)
-    if scan_id is None or not scans.claim(scan_id, now):
-        uploads.delete(key)  # nothing we will not score stays in the bucket
+    claim = scans.claim(scan_id, now, lease_seconds) if scan_id else GONE
+    if claim == BUSY:
+        return Outcome(scan_id, "ignored")  # the claimer reads and deletes the object
+    if claim == GONE:
+        uploads.delete(key)  # unknown, or already final: nothing will score it
         return Outcome(scan_id, "ignored")
     try:
         scored = score(take_upload(key, uploads, max_bytes))

@@ -72,14 +72,17 @@ def read_nifti(data: bytes) -> Volume:
         raise ScanRejected("too_large", f"The volume has over {MAX_VOXELS} voxels.")
     # Reorient the stored (unscaled) array to RAS+ as views, then scale slice by slice: memory
     # stays near the file's own size.
-    raw = np.asarray(image.dataobj.get_unscaled()).reshape(shape)
-    to_ras = ornt_transform(io_orientation(image.affine), axcodes2ornt("RAS"))
-    ras = apply_orientation(raw, to_ras)
+    try:
+        raw = np.asarray(image.dataobj.get_unscaled()).reshape(shape)
+        orientation = io_orientation(image.affine)
+        ras = apply_orientation(raw, ornt_transform(orientation, axcodes2ornt("RAS")))
+    except Exception as exc:  # a truncated data block, a degenerate affine, an odd data type
+        raise ScanRejected("unreadable_file", "The NIfTI file is damaged (its data or its affine).") from exc
     slope = image.dataobj.slope if np.isfinite(image.dataobj.slope) and image.dataobj.slope != 0 else 1.0
     inter = image.dataobj.inter if np.isfinite(image.dataobj.inter) else 0.0
     zooms = np.abs(image.header.get_zooms()[:3])
     ras_zooms = [0.0, 0.0, 0.0]
-    for axis, (ras_axis, _) in enumerate(io_orientation(image.affine)):
+    for axis, (ras_axis, _) in enumerate(orientation):
         ras_zooms[int(ras_axis)] = float(zooms[axis])
     volume = Volume(ras, float(slope), float(inter), ras_zooms[2], (ras_zooms[1], ras_zooms[0]))
     lowest = min(float(raw.min()) * volume.slope, float(raw.max()) * volume.slope) + volume.inter

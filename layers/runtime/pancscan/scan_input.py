@@ -13,7 +13,8 @@ from typing import Callable
 import numpy as np
 
 from pancscan.archive import zip_members
-from pancscan.dicom import DicomSlice, dicom_slice, has_image, is_dicom, parse_dicom, require_axial_ct
+from pancscan.dicom import (DicomSlice, dicom_slice, has_image, is_dicom, parse_dicom, require_axial_ct,
+                            require_ct_without_image)
 from pancscan.errors import ScanRejected
 from pancscan.imaging import SIGNATURES, decode_image, hu_to_display, to_model_input
 from pancscan.nifti import is_nifti, read_nifti
@@ -46,8 +47,7 @@ def read_scan(data: bytes, window: tuple[float, float], size: int) -> ScanInput:
     if is_dicom(data):
         ds = parse_dicom(data)
         if not has_image(ds):
-            require_axial_ct(str(ds.get("Modality", "") or "CT").upper(), True)  # an MR or SR object says so
-            raise ScanRejected("unreadable_file", "The DICOM file holds no image.")
+            require_ct_without_image(ds)
         item = dicom_slice(ds, to_input)
         require_axial_ct(item.modality, item.axial)
         return ScanInput([item.image], False, technical=_dicom_technical("dicom", [item]))

@@ -2,7 +2,8 @@
 
 A scan is created by the API (status ``pending``) with a random id and a result token; only the
 token's SHA-256 is kept. The upload lands at ``uploads/<scan_id>``; the inference function moves
-the scan to ``processing`` once (duplicate events find it claimed) and then to a final status.
+the scan to ``processing`` (a duplicate event finds it claimed; a retry after the claimer died
+takes it over once the claim's lease has run out) and then to a final status.
 The uploader's file name is never stored: file names of medical images often carry patient names.
 """
 
@@ -20,6 +21,7 @@ from typing import Protocol
 UPLOAD_PREFIX = "uploads/"
 PENDING, PROCESSING, COMPLETE, REJECTED, FAILED = "pending", "processing", "complete", "rejected", "failed"
 FINAL_STATUSES = (COMPLETE, REJECTED, FAILED)
+CLAIMED, BUSY, GONE = "claimed", "busy", "gone"  # what a claim finds
 # Content types the API accepts, with the file extensions that may carry them (None: any name,
 # since DICOM files often have no extension). The inference function checks the content itself.
 CONTENT_TYPES = {
@@ -77,8 +79,10 @@ class ScanStore(Protocol):
     def create(self, record: ScanRecord) -> None: ...
     def get(self, scan_id: str) -> ScanRecord | None: ...
     def delete(self, scan_id: str) -> None: ...
-    def claim(self, scan_id: str, now: int) -> bool:
-        """pending -> processing; False when the scan is unknown or was already claimed."""
+    def claim(self, scan_id: str, now: int, lease_seconds: int) -> str:
+        """pending, or processing claimed over ``lease_seconds`` ago (its claimer died) -> processing.
+
+        Returns CLAIMED, BUSY (another invocation holds a live claim), or GONE (unknown or final)."""
     def finish(self, scan_id: str, status: str, result: dict, pngs: dict[str, bytes], now: int) -> None:
         """The final status and result; ``pngs`` maps "heatmap_png" / "slice_png" to their bytes."""
 

@@ -21,6 +21,9 @@ class Settings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     result_ttl_days: int = DEFAULT_RESULT_TTL_DAYS
     upload_url_seconds: int = UPLOAD_URL_SECONDS
+    # how long a claim on a scan holds: the inference function's timeout (a claimer older than
+    # that has died, and a retry may take the scan over)
+    processing_lease_seconds: int = 60
 
     @property
     def result_ttl_seconds(self) -> int:
@@ -36,4 +39,5 @@ class Settings:
             table=env["TABLE_NAME"],
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)),
             result_ttl_days=int(env.get("RESULT_TTL_DAYS", DEFAULT_RESULT_TTL_DAYS)),
+            processing_lease_seconds=int(env.get("PROCESSING_LEASE_SECONDS", 60)),
         )
