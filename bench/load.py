@@ -27,6 +27,7 @@ import requests
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET, TABLE = "pancscan-local-uploads", "pancscan-local-scans"
+POLL_S = 0.5  # as the page polls
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Outcome:
     status: str  # a final status, or "lost"
     seconds: float
     scan_id: str | None = None
+    error: str | None = None  # why a scan was lost
 
 
 def free_port() -> int:
@@ -71,10 +73,12 @@ def one_scan(url: str, item: tuple[str, str, bytes], deadline: float) -> Outcome
             status = session.get(f"{url}/v1/scans/{scan['scan_id']}", headers={"X-Scan-Token": scan["result_token"]}, timeout=30).json()["status"]
             if status in ("complete", "rejected", "failed"):
                 return Outcome(status, time.monotonic() - started, scan["scan_id"])
-            time.sleep(0.05)
-    except (requests.RequestException, KeyError, ValueError):
-        pass
-    return Outcome("lost", time.monotonic() - started, scan.get("scan_id"))
+            time.sleep(POLL_S)
+        error = "no final status before the deadline"
+    except (requests.RequestException, KeyError, ValueError) as exc:
+        url = getattr(getattr(exc, "request", None), "url", "") or ""
+        error = f"{type(exc).__name__} on {url.split('?')[0].rsplit('/', 1)[0]}: {str(exc)[:160]}"
+    return Outcome("lost", time.monotonic() - started, scan.get("scan_id"), error)
 
 
 def run_load(url: str, aws_endpoint: str, items, scans: int, clients: int, deadline_s: float) -> dict:
@@ -93,6 +97,7 @@ def run_load(url: str, aws_endpoint: str, items, scans: int, clients: int, deadl
         "by_status": {s: sum(o.status == s for o in outcomes) for s in sorted({o.status for o in outcomes})},
         "lost": sum(o.status == "lost" for o in outcomes), "objects_left": left, "stuck": stuck,
         "p50_s": quantiles[49], "p95_s": quantiles[94],
+        "errors": [o.error for o in outcomes if o.error],
     }
 
 
@@ -123,6 +128,8 @@ def main() -> int:
         server.wait(timeout=30)
     print(f"{report['scans']} scans from {report['clients']} concurrent clients in {elapsed:.0f} s "
           f"({report['scans'] / elapsed:.1f} scans/s): {report['by_status']}")
+    for error in sorted(set(report["errors"])):
+        print(f"  lost: {error} (x{report['errors'].count(error)})")
     print(f"upload-to-result p50 {report['p50_s']:.2f} s, p95 {report['p95_s']:.2f} s")
     print(f"lost {report['lost']} (must be 0), objects left in the bucket {report['objects_left']} (must be 0), "
           f"records stuck in pending/processing {report['stuck']} (must be 0)")

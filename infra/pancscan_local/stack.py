@@ -132,6 +132,7 @@ class LocalStack:
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default 5 resets connections when 20 clients arrive at once
 
     def handle_error(self, request, client_address):
         # a browser that closes a connection early is not an error worth a traceback

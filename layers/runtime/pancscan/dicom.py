@@ -120,7 +120,10 @@ def require_ct_without_image(ds) -> None:
     """For a DICOM object with no image: an MR or SR object says what it is; anything else is unreadable."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        modality = str(ds.get("Modality", "") or "").upper()
+        try:
+            modality = str(ds.get("Modality", "") or "").upper()
+        except Exception:  # a damaged element, converted only now (found by fuzzing)
+            modality = ""
     if modality and modality != "CT":
         require_axial_ct(modality, True)
     raise ScanRejected("unreadable_file", "The DICOM file holds no image.")

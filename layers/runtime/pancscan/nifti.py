@@ -68,6 +68,8 @@ def read_nifti(data: bytes) -> Volume:
         shape = shape[:3]
     if len(shape) != 3:
         raise ScanRejected("unreadable_file", "Only 3-D NIfTI volumes are supported.")
+    if 0 in shape:  # (found by hypothesis: a zeroed dimension)
+        raise ScanRejected("unreadable_file", "The NIfTI volume is empty.")
     if int(np.prod(shape)) > MAX_VOXELS:
         raise ScanRejected("too_large", f"The volume has over {MAX_VOXELS} voxels.")
     # Reorient the stored (unscaled) array to RAS+ as views, then scale slice by slice: memory
