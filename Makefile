@@ -15,7 +15,7 @@ TOOLS ?= .tools
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[train,serve,test]'
+	$(PY) -m pip install -q -e '.[train,serve,test,fuzz]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +21,8 @@ import time
 from pathlib import Path
 
 import requests
+
+from pancscan_local.process import served_stack
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = REPO / "build" / "inference"
@@ -33,12 +33,6 @@ from pancscan.predict import predict_bytes
 predict_bytes(open(sys.argv[1], "rb").read(), app.model)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def one_scan(url: str, data: bytes, filename: str = "s.jpg", content_type: str = "image/jpeg") -> float:
@@ -69,27 +63,13 @@ def series_zip_bytes(files: list[Path], slices: int) -> bytes:
 
 
 def pipeline_latency(files: list[Path], scans: int, series: bytes, series_runs: int) -> tuple[list[float], list[float]]:
-    port, s3_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "pancscan"), "serve", "--port", str(port), "--s3-port", str(s3_port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if requests.get(url + "/v1/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.2)
+    with served_stack() as stack:
         data = [f.read_bytes() for f in files]
         for i in range(5):  # warm-up
-            one_scan(url, data[i % len(data)])
-        slices = [one_scan(url, data[i % len(data)]) for i in range(scans)]
-        one_scan(url, series, "scan.zip", "application/zip")  # warm-up
-        return slices, [one_scan(url, series, "scan.zip", "application/zip") for _ in range(series_runs)]
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
+            one_scan(stack.url, data[i % len(data)])
+        slices = [one_scan(stack.url, data[i % len(data)]) for i in range(scans)]
+        one_scan(stack.url, series, "scan.zip", "application/zip")  # warm-up
+        return slices, [one_scan(stack.url, series, "scan.zip", "application/zip") for _ in range(series_runs)]
 
 
 def direct_latency(files: list[Path], scans: int) -> list[float]:

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +21,8 @@ from pathlib import Path
 
 import boto3
 import requests
+
+from pancscan_local.process import served_stack
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET, TABLE = "pancscan-local-uploads", "pancscan-local-scans"
@@ -36,12 +35,6 @@ class Outcome:
     seconds: float
     scan_id: str | None = None
     error: str | None = None  # why a scan was lost
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def payloads(data_dir: Path) -> list[tuple[str, str, bytes]]:
@@ -108,24 +101,11 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--deadline", type=float, default=600, help="seconds for the whole run")
     args = parser.parse_args()
-    port, s3_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "pancscan"), "serve", "--port", str(port), "--s3-port", str(s3_port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if requests.get(url + "/v1/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.2)
+    items = payloads(Path(args.data))
+    with served_stack() as stack:
         started = time.monotonic()
-        report = run_load(url, f"http://127.0.0.1:{s3_port}", payloads(Path(args.data)), args.scans, args.clients, args.deadline)
+        report = run_load(stack.url, stack.aws_endpoint, items, args.scans, args.clients, args.deadline)
         elapsed = time.monotonic() - started
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
     print(f"{report['scans']} scans from {report['clients']} concurrent clients in {elapsed:.0f} s "
           f"({report['scans'] / elapsed:.1f} scans/s): {report['by_status']}")
     for error in sorted(set(report["errors"])):

@@ -3,7 +3,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from moto.server import ThreadedMotoServer
 
 from pancscan import scans
 from pancscan_local.image import build
+from pancscan_local.process import free_port
 from pancscan_local.resources import create_resources
 from tests.dicom_factory import display_to_hu, series_zip
 
@@ -35,12 +35,6 @@ class Context:  # what Lambda's runtime passes
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:pancscan-inference"
 print(json.dumps(app.handler(json.load(open(sys.argv[1])), Context())))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
