@@ -9,8 +9,10 @@ PORT ?= 8080
 S3_PORT ?= 5000
 
 TOOLS ?= .tools
+SAM_CLI ?= .sam-cli
+STACK ?= pancscan-dev
 
-.PHONY: install run test test-unit chromium build-inference tools audit predict evaluate train bench bench-pipeline load fuzz clean
+.PHONY: install run test test-unit chromium build-inference tools sam-cli deploy audit predict evaluate train bench bench-pipeline load fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +26,7 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/pancscan serve --host $(HOST) --port $(PORT) --s3-port $(S3_PORT)
 
-test: install chromium build-inference tools
+test: install chromium build-inference tools sam-cli
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # Tools with pins of their own (checkov, pip-audit), kept out of the project's environment.
@@ -34,6 +36,20 @@ $(TOOLS)/.installed:
 	$(TOOLS)/bin/pip install -q --upgrade pip
 	$(TOOLS)/bin/pip install -q checkov==3.3.30 pip-audit
 	touch $@
+
+# aws-sam-cli pins old boto3 and click: its own environment.
+sam-cli: $(SAM_CLI)/.installed
+$(SAM_CLI)/.installed:
+	$(PYTHON) -m venv $(SAM_CLI)
+	$(SAM_CLI)/bin/pip install -q --upgrade pip
+	$(SAM_CLI)/bin/pip install -q aws-sam-cli==1.170.0
+	touch $@
+
+# Build (the inference image needs Docker) and deploy with samconfig.toml, then publish the site.
+deploy: install sam-cli
+	$(SAM_CLI)/bin/sam build
+	$(SAM_CLI)/bin/sam deploy --config-env $(or $(ENV),default)
+	$(PY) -m pancscan_local.deploy_site --stack $(STACK)
 
 # Known vulnerabilities in both functions' pinned requirements (needs PyPI's vulnerability data;
 # --strict fails when a package cannot be audited).
@@ -81,4 +97,4 @@ fuzz: install
 	$(PY) fuzz/fuzz_read_scan.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 fuzz/corpus
 
 clean:
-	rm -rf $(VENV) $(TOOLS) evaluation .pytest_cache build test-artifacts
+	rm -rf $(VENV) $(TOOLS) $(SAM_CLI) evaluation .pytest_cache build test-artifacts

@@ -38,14 +38,19 @@ def resource(name: str, template: dict | None = None) -> dict:
     return (template or load_template())["Resources"][name]["Properties"]
 
 
-def resolve(value, parameters: dict):
-    """Replace {"Ref": parameter} by its value, recursively; other intrinsics are left alone."""
+def resolve(value, parameters: dict, conditions: dict[str, bool] | None = None):
+    """Replace {"Ref": parameter} by its value and {"Fn::If": [condition, a, b]} by its branch,
+    recursively; other intrinsics are left alone."""
+    conditions = conditions or {}
     if isinstance(value, dict):
         if set(value) == {"Ref"} and value["Ref"] in parameters:
             return parameters[value["Ref"]]
-        return {k: resolve(v, parameters) for k, v in value.items()}
+        if set(value) == {"Fn::If"} and value["Fn::If"][0] in conditions:
+            condition, when_true, when_false = value["Fn::If"]
+            return resolve(when_true if conditions[condition] else when_false, parameters, conditions)
+        return {k: resolve(v, parameters, conditions) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve(v, parameters) for v in value]
+        return [resolve(v, parameters, conditions) for v in value]
     return value
 
 
@@ -60,7 +65,7 @@ def table_definition(template: dict | None = None) -> dict:
 
 def bucket_settings(site_origin: str, template: dict | None = None) -> dict:
     """The upload bucket's CORS, lifecycle, encryption and public-access settings in S3 API shape."""
-    props = resolve(resource("UploadBucket", template), {"SiteOrigin": site_origin})
+    props = resolve(resource("UploadBucket", template), {"SiteOrigin": site_origin}, {"HasSiteOrigin": True})
     cors = [
         {"AllowedOrigins": r["AllowedOrigins"], "AllowedMethods": r["AllowedMethods"],
          "AllowedHeaders": r.get("AllowedHeaders", []), "MaxAgeSeconds": r.get("MaxAge", 0)}
