@@ -5,18 +5,20 @@ Thin: parse the request, call the domain (``pancscan.scans``), map errors to JSO
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Header, Path
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
 from pancscan import __version__, scans
 from pancscan.aws import DynamoScanStore, S3UploadStore
+from pancscan.fhir import fhir_bundle
 from pancscan.settings import Settings
 
 logger = Logger(service="pancscan-api")
@@ -27,6 +29,7 @@ app = APIGatewayHttpResolver(enable_validation=True)
 
 TokenHeader = Annotated[str | None, Header(alias="x-scan-token", description="The result_token returned when the scan was created.")]
 ScanIdPath = Annotated[str, Path(description="The scan_id returned when the scan was created.")]
+FormatQuery = Annotated[Literal["json", "fhir"], Query(description="json (default) or fhir: a FHIR R4 Bundle with a DiagnosticReport")]
 
 
 class CreateScan(BaseModel):
@@ -90,11 +93,16 @@ def create_scan(body: CreateScan) -> Response[CreatedScan]:
     return Response(201, content_types.APPLICATION_JSON, created.model_dump())
 
 
-@app.get("/v1/scans/<scan_id>", summary="Read a scan's status and result")
-def get_scan(scan_id: ScanIdPath, token: TokenHeader = None) -> Response[dict]:
+@app.get("/v1/scans/<scan_id>", summary="Read a scan's status and result (format=fhir: a FHIR R4 Bundle)")
+def get_scan(scan_id: ScanIdPath, token: TokenHeader = None, format: FormatQuery = "json"):
+    now = int(time.time())
     record = store.get(scan_id) if scans.UUID_PATTERN.match(scan_id) else None
-    if not scans.readable(record, token, int(time.time())):
+    if not scans.readable(record, token, now):
         return not_found()
+    if format == "fhir":
+        if record.status not in scans.FINAL_STATUSES:
+            return error(409, "not_ready", scans.REQUEST_ERROR_CODES["not_ready"])
+        return Response(200, "application/fhir+json", json.dumps(fhir_bundle(record, now)), headers={"Cache-Control": "no-store"})
     return Response(200, content_types.APPLICATION_JSON, scans.public_view(record), headers={"Cache-Control": "no-store"})
 
 

@@ -31,13 +31,16 @@ def aws(monkeypatch):
 def api(aws):
     handler = load_handler("api", cold=True)
 
-    def call(method: str, path: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict | None]:
+    def call(method: str, path: str, body: dict | None = None, token: str | None = None, query: dict | None = None) -> tuple[int, dict | None]:
         event = json.loads((EVENTS / "api_create_scan.json").read_text())
         event["rawPath"] = event["requestContext"]["http"]["path"] = path
         event["requestContext"]["http"]["method"] = method
         event["body"] = None if body is None else json.dumps(body)
         if token is not None:
             event["headers"]["x-scan-token"] = token
+        if query:
+            event["queryStringParameters"] = query
+            event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
         response = handler(event, LocalContext("api"))
         return response["statusCode"], json.loads(response["body"]) if response.get("body") else None
 
@@ -55,3 +58,8 @@ def inference(aws):
         return handler(copy.deepcopy(event), LocalContext("inference"))
 
     return invoke
+
+
+@pytest.fixture
+def ct_slice(nih_dir) -> bytes:
+    return sorted((nih_dir / "images").glob("*.jpg"))[0].read_bytes()

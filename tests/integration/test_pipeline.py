@@ -14,11 +14,6 @@ from tests.conftest import png_bytes
 from tests.integration.conftest import BUCKET, TABLE
 
 
-@pytest.fixture
-def ct_slice(nih_dir) -> bytes:
-    return sorted((nih_dir / "images").glob("*.jpg"))[0].read_bytes()
-
-
 def create(api, data: bytes, content_type="image/jpeg", filename="slice.jpg"):
     status, body = api("POST", "/v1/scans", {"filename": filename, "content_type": content_type, "size": len(data)})
     assert status == 201, body

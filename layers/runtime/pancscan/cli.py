@@ -100,6 +100,15 @@ def _fit_series(args: argparse.Namespace) -> int:
     return 0
 
 
+def _submit(args: argparse.Namespace) -> int:
+    from pancscan.submit import run
+
+    counts = run([Path(p) for p in args.paths], args.api, Path(args.out), token=args.token,
+                 concurrency=args.concurrency, retries=args.retries)
+    print(json.dumps(counts))
+    return 0 if not counts.get("error") else 1
+
+
 def _serve(args: argparse.Namespace) -> int:
     from pancscan_local.stack import serve
 
@@ -140,6 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     fit_series.add_argument("--data", required=True, help="NIH slices (images/, masks/)")
     fit_series.add_argument("--model", help="a .tflite with its .json beside it; the rule is written into the .json")
     fit_series.set_defaults(run=_fit_series)
+
+    submit = commands.add_parser("submit", help="send files and folders of scans to a PancScan API (batch, resumable)")
+    submit.add_argument("paths", nargs="+", metavar="PATH", help="files, folders of scans, or a folder holding one DICOM series")
+    submit.add_argument("--api", default="http://127.0.0.1:8080", help="the API's base URL")
+    submit.add_argument("--token", help="a bearer token, where the API requires one")
+    submit.add_argument("--out", default="pancscan-results", help="folder for results.jsonl and results.csv")
+    submit.add_argument("--concurrency", type=int, default=4)
+    submit.add_argument("--retries", type=int, default=4, help="per request, with exponential backoff")
+    submit.set_defaults(run=_submit)
 
     serve = commands.add_parser("serve", help="run the site, API and inference locally against moto (no AWS account)")
     serve.add_argument("--host", default="127.0.0.1")

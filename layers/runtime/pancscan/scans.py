@@ -41,6 +41,7 @@ REQUEST_ERROR_CODES = {
     "unsupported_type": "This file type is not accepted.",
     "too_large": "The file is larger than the API accepts.",
     "not_found": "No such scan, or the token does not match.",
+    "not_ready": "The scan has no final result yet; ask again later.",
 }
 
 

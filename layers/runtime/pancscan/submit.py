@@ -1,0 +1,218 @@
+"""`pancscan submit`: send a folder of scans to a PancScan API, concurrently, with retries, resumably.
+
+Each scan is created, uploaded to its presigned form under a neutral name, and followed until it
+has a final status. Results go to ``results.jsonl`` (appended as they come) and ``results.csv`` in
+the output folder; a rerun skips the files whose content already has a final result there.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+import sys
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from pancscan.dicom import is_dicom
+from pancscan.nifti import GZIP_MAGIC, is_nifti
+
+FINAL = ("complete", "rejected", "failed")
+CSV_FIELDS = ["path", "sha256", "scan_id", "status", "label", "probability", "confidence", "threshold",
+              "model_version", "reason_code", "slices", "most_suspicious_slice"]
+RETRIED_STATUS = {429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class Scan:
+    path: Path  # a file, or a folder holding one DICOM series
+    data: bytes
+    filename: str  # neutral: "scan" and an extension the API accepts
+    content_type: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def kind_of(data: bytes) -> tuple[str, str] | None:
+    """(neutral file name, content type) from the content's signature; None for anything else."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "scan.png", "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "scan.jpg", "image/jpeg"
+    if is_dicom(data):
+        return "scan.dcm", "application/dicom"
+    if data.startswith(b"PK\x03\x04"):
+        return "scan.zip", "application/zip"
+    if data.startswith(GZIP_MAGIC):
+        return "scan.nii.gz", "application/gzip"
+    if is_nifti(data):
+        return "scan.nii", "application/octet-stream"
+    return None
+
+
+def _zip_folder(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            archive.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()
+
+
+def collect(paths: list[Path]) -> tuple[list[Scan], list[Path]]:
+    """Scans to send, and the files skipped as not scans. A folder whose files are all DICOM is
+    one series; in any other folder each file is a scan and each sub-folder a series."""
+    scans, skipped = [], []
+
+    def add_file(path: Path) -> None:
+        data = path.read_bytes()
+        kind = kind_of(data)
+        if kind is None:
+            skipped.append(path)
+        else:
+            scans.append(Scan(path, data, *kind))
+
+    def add_folder(folder: Path) -> None:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        folders = sorted(p for p in folder.iterdir() if p.is_dir())
+        if files and not folders and all(is_dicom(p.read_bytes()[:132]) for p in files):
+            scans.append(Scan(folder, _zip_folder(folder), "scan.zip", "application/zip"))
+            return
+        for path in files:
+            add_file(path)
+        for sub in folders:
+            add_folder(sub)
+
+    for path in paths:
+        add_folder(path) if path.is_dir() else add_file(path)
+    return scans, skipped
+
+
+def with_retries(call: Callable[[], requests.Response], retries: int, base_s: float = 0.5) -> requests.Response:
+    """``call`` until it answers with a status not worth retrying; exponential backoff with jitter
+    on connection errors, timeouts, 429 and 5xx."""
+    for attempt in range(retries + 1):
+        try:
+            response = call()
+            if response.status_code not in RETRIED_STATUS or attempt == retries:
+                return response
+        except (requests.ConnectionError, requests.Timeout):
+            if attempt == retries:
+                raise
+        time.sleep(base_s * 2**attempt * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+class Client:
+    def __init__(self, api: str, token: str | None = None, retries: int = 4, timeout_s: float = 600):
+        self.api = api.rstrip("/")
+        self.retries, self.timeout_s = retries, timeout_s
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.local = threading.local()
+
+    @property
+    def session(self) -> requests.Session:
+        if not hasattr(self.local, "session"):
+            self.local.session = requests.Session()
+        return self.local.session
+
+    def _json(self, method: str, url: str, **kwargs) -> dict:
+        response = with_retries(lambda: self.session.request(method, url, timeout=60, **kwargs), self.retries)
+        body = response.json() if response.content else {}
+        if not response.ok:
+            raise RuntimeError(body.get("error", {}).get("message") or f"HTTP {response.status_code}")
+        return body
+
+    def submit(self, scan: Scan, poll_s: float = 1.0) -> dict:
+        created = self._json("POST", f"{self.api}/v1/scans", headers=self.headers,
+                             json={"filename": scan.filename, "content_type": scan.content_type, "size": len(scan.data)})
+        form = created["upload"]
+        upload = with_retries(lambda: self.session.post(form["url"], data=form["fields"], timeout=300,
+                                                        files={"file": ("scan", scan.data, scan.content_type)}), self.retries)
+        if not upload.ok:
+            raise RuntimeError(f"upload refused: HTTP {upload.status_code}")
+        headers = self.headers | {"X-Scan-Token": created["result_token"]}
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            result = self._json("GET", f"{self.api}/v1/scans/{created['scan_id']}", headers=headers)
+            if result["status"] in FINAL:
+                return result
+            time.sleep(poll_s)
+        return {"scan_id": created["scan_id"], "status": "timed_out"}
+
+
+def row(scan: Scan, result: dict) -> dict:
+    series = result.get("series") or {}
+    return {"path": str(scan.path), "sha256": scan.sha256, "scan_id": result.get("scan_id"), "status": result.get("status"),
+            "label": result.get("label"), "probability": result.get("probability"), "confidence": result.get("confidence"),
+            "threshold": result.get("threshold"), "model_version": result.get("model_version"),
+            "reason_code": (result.get("reason") or {}).get("code"), "slices": series.get("slices"),
+            "most_suspicious_slice": series.get("most_suspicious_slice")}
+
+
+def load_done(results: Path) -> set[str]:
+    """Content hashes that already have a final result (what makes a rerun resume)."""
+    if not results.exists():
+        return set()
+    done = set()
+    for line in results.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by an interrupted run
+        if record.get("status") in FINAL:
+            done.add(record["sha256"])
+    return done
+
+
+def write_csv(results: Path, csv_path: Path) -> None:
+    latest: dict[str, dict] = {}
+    for line in results.read_text().splitlines():
+        try:
+            record = json.loads(line)
+            latest[record["path"]] = record
+        except (ValueError, KeyError):
+            continue
+    with csv_path.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(latest.values())
+
+
+def run(paths: list[Path], api: str, out: Path, *, token: str | None = None, concurrency: int = 4,
+        retries: int = 4, poll_s: float = 1.0, progress=sys.stderr) -> dict[str, int]:
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.jsonl"
+    scans, skipped = collect(paths)
+    done = load_done(results_path)
+    todo = [s for s in scans if s.sha256 not in done]
+    counts = {"skipped_not_a_scan": len(skipped), "already_done": len(scans) - len(todo)}
+    client = Client(api, token, retries)
+    lock = threading.Lock()
+    with ThreadPoolExecutor(max(1, concurrency)) as pool, results_path.open("a") as results:
+        futures = {pool.submit(client.submit, scan, poll_s): scan for scan in todo}
+        for finished, future in enumerate(as_completed(futures), 1):
+            scan = futures[future]
+            try:
+                result = future.result()
+            except Exception as error:  # recorded, and retried by the next run
+                result = {"status": "error", "reason": {"code": "client_error", "message": str(error)[:200]}}
+            with lock:
+                results.write(json.dumps(row(scan, result)) + "\n")
+                results.flush()
+                counts[result["status"]] = counts.get(result["status"], 0) + 1
+            print(f"\r[{finished}/{len(todo)}] " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v),
+                  end="", file=progress, flush=True)
+    print(file=progress)
+    write_csv(results_path, out / "results.csv")
+    return counts
