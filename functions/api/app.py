@@ -6,6 +6,7 @@ Thin: parse the request, call the domain (``pancscan.scans``), map errors to JSO
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Annotated, Literal
 
@@ -14,9 +15,10 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from pancscan import __version__, scans
+from pancscan.errors import FAILURE_CODES, REASON_CODES
 from pancscan.aws import DynamoScanStore, S3UploadStore
 from pancscan.fhir import fhir_bundle
 from pancscan.settings import Settings
@@ -32,10 +34,67 @@ ScanIdPath = Annotated[str, Path(description="The scan_id returned when the scan
 FormatQuery = Annotated[Literal["json", "fhir"], Query(description="json (default) or fhir: a FHIR R4 Bundle with a DiagnosticReport")]
 
 
+ContentType = Literal["image/png", "image/jpeg", "application/dicom", "application/zip", "application/gzip", "application/octet-stream"]
+assert set(ContentType.__args__) == set(scans.CONTENT_TYPES)
+
+
+def _whole_number(value):
+    """JSON integers, including 20.0; never strings or booleans (pydantic's lax mode takes "10")."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a number")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be a whole number")
+    return int(value)
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
 class CreateScan(BaseModel):
-    filename: str = Field(min_length=1, max_length=255, description="Used only to check the extension; never stored.")
-    content_type: str = Field(description="image/png or image/jpeg")
-    size: int = Field(gt=0, strict=True, description="The file's size in bytes.")
+    filename: str = Field(min_length=1, max_length=255, description="Any name (send a neutral one); never stored.")
+    content_type: ContentType = Field(description="DICOM, a zip of one DICOM series, NIfTI (.nii.gz: gzip; .nii: octet-stream), PNG or JPEG")
+    size: WholeNumber = Field(gt=0, le=settings.max_upload_bytes, description="The file's size in bytes.")
+
+
+class ErrorDetail(BaseModel):
+    code: Literal[tuple(scans.REQUEST_ERROR_CODES)]
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Reason(BaseModel):
+    code: str = Field(description="A stable reason code: " + ", ".join(list(REASON_CODES) + list(FAILURE_CODES)))
+    message: str
+
+
+class Png(BaseModel):
+    media_type: Literal["image/png"]
+    data: str = Field(description="base64")
+
+
+class ScanView(BaseModel):
+    scan_id: str
+    status: Literal["pending", "processing", "complete", "rejected", "failed"]
+    created_at: int
+    expires_at: int
+    label: Literal["cancer_detected", "no_cancer_detected"] | None = None
+    probability: float | None = None
+    confidence: float | None = None
+    threshold: float | None = None
+    model_version: str | None = None
+    reason: Reason | None = None
+    series: dict | None = None
+    technical: dict | None = None
+    heatmap: Png | None = None
+    slice_image: Png | None = None
+
+
+def errors(*codes: int) -> dict:
+    descriptions = {400: "invalid request", 404: "unknown scan, or wrong or missing token", 409: "no final result yet"}
+    return {code: {"description": descriptions[code], "content": {"application/json": {"model": ErrorBody}}} for code in codes}
 
 
 class UploadForm(BaseModel):
@@ -65,12 +124,37 @@ def invalid_request(exc: RequestValidationError) -> Response:
     detail = f"invalid or missing: {', '.join(fields)}" if fields else "the body must be a JSON object"
     if "json" not in (app.current_event.headers.get("content-type") or ""):
         detail = "send the body as JSON with the header Content-Type: application/json"
+    if fields == ["content_type"]:
+        return error(400, "unsupported_type", f"content_type must be one of {', '.join(scans.CONTENT_TYPES)}")
+    if fields == ["size"] and any(e.get("type") == "less_than_equal" for e in exc.errors()):
+        return error(400, "too_large", f"size must be at most {settings.max_upload_bytes} bytes")
     return error(400, "invalid_request", f"{detail} (expected filename, content_type and size)")
+
+
+ROUTES = {r"^/v1/scans$": "POST", r"^/v1/scans/[^/]+$": "GET, DELETE", r"^/v1/health$": "GET", r"^/v1/openapi\.json$": "GET"}
 
 
 @app.not_found
 def no_such_route(exc: Exception) -> Response:
+    path = app.current_event.path
+    for pattern, allowed in ROUTES.items():
+        if re.match(pattern, path):
+            return Response(405, content_types.APPLICATION_JSON, {"error": {"code": "method_not_allowed", "message": f"use {allowed}"}},
+                            headers={"Allow": allowed})
     return error(404, "not_found", "No such route; see /v1/openapi.json.")
+
+
+@app.exception_handler(ValueError)
+def unparsable_body(exc: ValueError) -> Response:
+    # Powertools raises ValueError on a body it cannot parse (a multipart form without boundary)
+    if "json" not in (app.current_event.headers.get("content-type") or ""):
+        return error(400, "invalid_request", "send the body as JSON with the header Content-Type: application/json")
+    raise exc
+
+
+@app.exception_handler(UnicodeDecodeError)
+def undecodable_body(exc: UnicodeDecodeError) -> Response:
+    return error(400, "invalid_request", "the body must be UTF-8 JSON")
 
 
 @app.exception_handler(scans.InvalidRequest)
@@ -78,7 +162,8 @@ def rejected_request(exc: scans.InvalidRequest) -> Response:
     return error(400, exc.code, exc.message)
 
 
-@app.post("/v1/scans", summary="Create a scan and get a presigned upload form", responses={201: {"description": "created"}})
+@app.post("/v1/scans", summary="Create a scan and get a presigned upload form",
+          responses={201: {"description": "created", "content": {"application/json": {"model": CreatedScan}}}, **errors(400)})
 def create_scan(body: CreateScan) -> Response[CreatedScan]:
     request = scans.UploadRequest(body.filename, body.content_type, body.size)
     scans.validate_upload_request(request, settings.max_upload_bytes)
@@ -93,7 +178,10 @@ def create_scan(body: CreateScan) -> Response[CreatedScan]:
     return Response(201, content_types.APPLICATION_JSON, created.model_dump())
 
 
-@app.get("/v1/scans/<scan_id>", summary="Read a scan's status and result (format=fhir: a FHIR R4 Bundle)")
+@app.get("/v1/scans/<scan_id>", summary="Read a scan's status and result (format=fhir: a FHIR R4 Bundle)",
+         responses={200: {"description": "the scan", "content": {"application/json": {"model": ScanView},
+                                                                 "application/fhir+json": {"schema": {"type": "object"}}}},
+                    **errors(400, 404, 409)})
 def get_scan(scan_id: ScanIdPath, token: TokenHeader = None, format: FormatQuery = "json"):
     now = int(time.time())
     record = store.get(scan_id) if scans.UUID_PATTERN.match(scan_id) else None
@@ -106,7 +194,8 @@ def get_scan(scan_id: ScanIdPath, token: TokenHeader = None, format: FormatQuery
     return Response(200, content_types.APPLICATION_JSON, scans.public_view(record), headers={"Cache-Control": "no-store"})
 
 
-@app.delete("/v1/scans/<scan_id>", summary="Delete a scan's result now")
+@app.delete("/v1/scans/<scan_id>", summary="Delete a scan's result now",
+            responses={204: {"description": "deleted"}, **errors(400, 404)})
 def delete_scan(scan_id: ScanIdPath, token: TokenHeader = None):
     record = store.get(scan_id) if scans.UUID_PATTERN.match(scan_id) else None
     if not scans.readable(record, token, int(time.time())):

@@ -94,6 +94,7 @@ class LocalStack:
         create_resources(s3, self.client("dynamodb"), bucket=BUCKET, table=TABLE, site_origin=self.url)
         self._queue_url = notify_queue(s3, sqs, bucket=BUCKET, queue=QUEUE)
         self._api = load_handler("api")
+        self._api_lock = threading.Lock()
         self._inference = load_handler("inference")  # loads the model: a cold start
         self._stopping = threading.Event()
         self._dispatcher = threading.Thread(target=self._dispatch, args=(sqs,), name="s3-events", daemon=True)
@@ -124,7 +125,10 @@ class LocalStack:
 
     def call_api(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes, source_ip: str):
         event = http_api_event(method, path, query, headers, body, source_ip)
-        return response_parts(self._api(event, LocalContext("pancscan-api", memory_limit_in_mb=256)))
+        # One invocation at a time, as in a Lambda container (the handler's boto3 resource is not
+        # thread-safe; the gateway's threads would otherwise share it).
+        with self._api_lock:
+            return response_parts(self._api(event, LocalContext("pancscan-api", memory_limit_in_mb=256)))
 
     def config(self) -> dict:
         return {"apiUrl": self.url, "maxUploadBytes": Settings.from_env().max_upload_bytes}
@@ -175,7 +179,12 @@ def _gateway(stack: LocalStack) -> type[BaseHTTPRequestHandler]:
             if parts.path.startswith("/v1/"):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                self._send(*stack.call_api(self.command, parts.path, parts.query, dict(self.headers), body, self.client_address[0]))
+                try:
+                    answer = stack.call_api(self.command, parts.path, parts.query, dict(self.headers), body, self.client_address[0])
+                except Exception as error:  # what API Gateway answers when the function fails
+                    print(f"api error: {type(error).__name__}", flush=True)
+                    answer = (500, {"Content-Type": "application/json"}, b'{"message":"Internal Server Error"}')
+                self._send(*answer)
             elif self.command in ("GET", "HEAD"):
                 self._static(parts.path)
             else:
@@ -191,7 +200,11 @@ def _gateway(stack: LocalStack) -> type[BaseHTTPRequestHandler]:
             kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
             self._send(200, {"Content-Type": kind, **headers_for_site}, target.read_bytes())
 
-        do_GET = do_HEAD = do_POST = do_DELETE = do_PUT = do_PATCH = do_OPTIONS = _route
+        def __getattr__(self, name: str):
+            # every method, standard or not, goes to the API as API Gateway would send it
+            if name.startswith("do_"):
+                return self._route
+            raise AttributeError(name)
 
     return Gateway
 

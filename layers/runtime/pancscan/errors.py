@@ -14,6 +14,13 @@ REASON_CODES = {
 }
 
 
+# Codes of scans that ended ``failed``: our fault or the upload's disappearance, not the file's.
+FAILURE_CODES = {
+    "upload_missing": "The uploaded file was not found; upload it again.",
+    "processing_error": "PancScan could not process this scan; try again later.",
+}
+
+
 class ScanRejected(Exception):
     """Bad input: an answer with a reason code, never a crash."""
 

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from pancscan.errors import ScanRejected
+from pancscan.errors import FAILURE_CODES, ScanRejected
 from pancscan.predict import ScanResult
 from pancscan.scans import BUSY, FAILED, GONE, REJECTED, ScanStore, UploadStore, scan_id_from_key
 
@@ -57,13 +57,6 @@ class UploadMissing(Exception):
 
 class ProcessingError(Exception):
     """An unexpected failure while scoring, named by type only."""
-
-
-# Codes of scans that ended ``failed``: our fault or the upload's disappearance, not the file's.
-FAILURE_CODES = {
-    "upload_missing": "The uploaded file was not found; upload it again.",
-    "processing_error": "PancScan could not process this scan; try again later.",
-}
 
 
 def take_upload(key: str, uploads: UploadStore, max_bytes: int) -> bytes:

@@ -22,16 +22,10 @@ UPLOAD_PREFIX = "uploads/"
 PENDING, PROCESSING, COMPLETE, REJECTED, FAILED = "pending", "processing", "complete", "rejected", "failed"
 FINAL_STATUSES = (COMPLETE, REJECTED, FAILED)
 CLAIMED, BUSY, GONE = "claimed", "busy", "gone"  # what a claim finds
-# Content types the API accepts, with the file extensions that may carry them (None: any name,
-# since DICOM files often have no extension). The inference function checks the content itself.
-CONTENT_TYPES = {
-    "image/png": (".png",),
-    "image/jpeg": (".jpg", ".jpeg"),
-    "application/dicom": None,
-    "application/zip": (".zip",),
-    "application/gzip": (".nii.gz",),
-    "application/octet-stream": (".nii",),
-}
+# Content types the API accepts. File names are not checked against them (DICOM files often have
+# no extension): the inference function reads the content's signature and ignores both.
+CONTENT_TYPES = ("image/png", "image/jpeg", "application/dicom", "application/zip", "application/gzip",
+                 "application/octet-stream")
 RESULT_FIELDS = ("label", "probability", "confidence", "threshold", "model_version", "reason", "series", "technical")
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -42,6 +36,7 @@ REQUEST_ERROR_CODES = {
     "too_large": "The file is larger than the API accepts.",
     "not_found": "No such scan, or the token does not match.",
     "not_ready": "The scan has no final result yet; ask again later.",
+    "method_not_allowed": "The route exists but not with this method.",
 }
 
 
@@ -99,9 +94,6 @@ class UploadStore(Protocol):
 def validate_upload_request(request: UploadRequest, max_bytes: int) -> None:
     if request.content_type not in CONTENT_TYPES:
         raise InvalidRequest("unsupported_type", f"content_type must be one of {', '.join(CONTENT_TYPES)}")
-    extensions = CONTENT_TYPES[request.content_type]
-    if extensions and not request.filename.lower().endswith(extensions):
-        raise InvalidRequest("unsupported_type", f"file names for {request.content_type} end with {' or '.join(extensions)}")
     if request.size > max_bytes:
         raise InvalidRequest("too_large", f"size must be at most {max_bytes} bytes")
 
