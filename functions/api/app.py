@@ -18,8 +18,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, BeforeValidator, Field
 
 from pancscan import __version__, scans
-from pancscan.errors import FAILURE_CODES, REASON_CODES
 from pancscan.aws import DynamoScanStore, S3UploadStore
+from pancscan.errors import FAILURE_CODES, REASON_CODES
 from pancscan.fhir import fhir_bundle
 from pancscan.settings import Settings
 
@@ -32,10 +32,7 @@ app = APIGatewayHttpResolver(enable_validation=True)
 TokenHeader = Annotated[str | None, Header(alias="x-scan-token", description="The result_token returned when the scan was created.")]
 ScanIdPath = Annotated[str, Path(description="The scan_id returned when the scan was created.")]
 FormatQuery = Annotated[Literal["json", "fhir"], Query(description="json (default) or fhir: a FHIR R4 Bundle with a DiagnosticReport")]
-
-
-ContentType = Literal["image/png", "image/jpeg", "application/dicom", "application/zip", "application/gzip", "application/octet-stream"]
-assert set(ContentType.__args__) == set(scans.CONTENT_TYPES)
+ContentType = Literal[scans.CONTENT_TYPES]
 
 
 def _whole_number(value):
@@ -77,7 +74,7 @@ class Png(BaseModel):
 
 class ScanView(BaseModel):
     scan_id: str
-    status: Literal["pending", "processing", "complete", "rejected", "failed"]
+    status: Literal[(scans.PENDING, scans.PROCESSING, *scans.FINAL_STATUSES)]
     created_at: int
     expires_at: int
     label: Literal["cancer_detected", "no_cancer_detected"] | None = None
@@ -109,8 +106,8 @@ class CreatedScan(BaseModel):
     upload: UploadForm
 
 
-def error(status: int, code: str, message: str) -> Response:
-    return Response(status, content_types.APPLICATION_JSON, {"error": {"code": code, "message": message}})
+def error(status: int, code: str, message: str, headers: dict | None = None) -> Response:
+    return Response(status, content_types.APPLICATION_JSON, {"error": {"code": code, "message": message}}, headers=headers)
 
 
 def not_found() -> Response:
@@ -139,8 +136,7 @@ def no_such_route(exc: Exception) -> Response:
     path = app.current_event.path
     for pattern, allowed in ROUTES.items():
         if re.match(pattern, path):
-            return Response(405, content_types.APPLICATION_JSON, {"error": {"code": "method_not_allowed", "message": f"use {allowed}"}},
-                            headers={"Allow": allowed})
+            return error(405, "method_not_allowed", f"use {allowed}", headers={"Allow": allowed})
     return error(404, "not_found", "No such route; see /v1/openapi.json.")
 
 
