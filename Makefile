@@ -56,7 +56,7 @@ deploy: install sam-cli
 audit: tools
 	$(TOOLS)/bin/pip-audit --strict --progress-spinner off -r functions/inference/requirements.txt -r layers/runtime/requirements.txt
 
-# Browser tests drive Debian's Chromium (never `playwright install`: it downloads a browser).
+# Browser tests drive Debian's Chromium; Playwright's own browser download would fail here.
 chromium:
 	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
