@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import stat
 import zipfile
+from pathlib import Path
 from typing import Iterator
 
 from pancscan.errors import ScanRejected
@@ -15,6 +16,19 @@ MAX_MEMBER_BYTES = 64 * 1024 * 1024
 MAX_TOTAL_BYTES = 1024 * 1024 * 1024
 MAX_RATIO = 200  # DICOM compresses a few times; a zip bomb a thousand times
 IGNORED = ("__MACOSX/", ".DS_Store", "DICOMDIR", "Thumbs.db")
+
+
+def zip_folder(folder: Path, max_bytes: int) -> bytes:
+    """The regular files under ``folder`` as one zip (a DICOM series goes through the same checks
+    as an uploaded zip). Raises ScanRejected("too_large") over ``max_bytes``."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    if sum(p.stat().st_size for p in files) > max_bytes:
+        raise ScanRejected("too_large", f"The folder holds over {max_bytes // 2**20} MB.")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in files:
+            archive.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()
 
 
 def _unsafe_name(name: str) -> bool:

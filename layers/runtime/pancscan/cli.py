@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
-import zipfile
 from pathlib import Path
 
+from pancscan.archive import zip_folder
 from pancscan.errors import ScanRejected
 from pancscan.predict import ScanResult, predict_bytes, rejected
 
@@ -17,23 +16,11 @@ DISCLAIMER = "PancScan is research software, not a medical device: never use it 
 LABEL_TEXT = {"cancer_detected": "Cancer detected", "no_cancer_detected": "No cancer detected"}
 
 
-def folder_as_zip(folder: Path) -> bytes:
-    """A folder of DICOM files, packed (uncompressed) so that it goes through the series checks."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
-    if sum(p.stat().st_size for p in files) > MAX_FILE_BYTES:
-        raise ScanRejected("too_large", f"The folder holds over {MAX_FILE_BYTES // 2**20} MB.")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for p in files:
-            archive.write(p, p.relative_to(folder).as_posix())
-    return buffer.getvalue()
-
-
 def predict_path(path: Path, model) -> ScanResult:
     """A file (PNG, JPEG, DICOM, zip of a DICOM series, NIfTI) or a folder holding one DICOM series."""
     try:
         if path.is_dir():
-            data = folder_as_zip(path)
+            data = zip_folder(path, MAX_FILE_BYTES)
         elif path.stat().st_size > MAX_FILE_BYTES:
             raise ScanRejected("too_large", f"The file is over {MAX_FILE_BYTES // 2**20} MB.")
         else:

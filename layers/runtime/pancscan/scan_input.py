@@ -16,8 +16,8 @@ from pancscan.archive import zip_members
 from pancscan.dicom import (DicomSlice, dicom_slice, has_image, is_dicom, parse_dicom, require_axial_ct,
                             require_ct_without_image)
 from pancscan.errors import ScanRejected
-from pancscan.imaging import SIGNATURES, decode_image, hu_to_display, to_model_input
-from pancscan.nifti import is_nifti, read_nifti
+from pancscan.imaging import decode_image, hu_to_display, to_model_input
+from pancscan.nifti import GZIP_MAGIC, is_nifti, read_nifti
 
 ZIP_MAGIC = b"PK\x03\x04"
 MAX_SERIES_SLICES = 1000
@@ -33,6 +33,23 @@ class ScanInput:
     technical: dict = field(default_factory=dict)  # allow-list only: format, modality, slices, spacing
 
 
+def detect_format(data: bytes) -> str | None:
+    """"png", "jpeg", "dicom", "zip", "nifti_gz" or "nifti" from the content's signature; None otherwise."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if is_dicom(data):
+        return "dicom"
+    if data.startswith(ZIP_MAGIC):
+        return "zip"
+    if data.startswith(GZIP_MAGIC):
+        return "nifti_gz"
+    if is_nifti(data):
+        return "nifti"
+    return None
+
+
 def read_scan(data: bytes, window: tuple[float, float], size: int) -> ScanInput:
     """Raises ScanRejected with a reason code for anything that cannot be scored."""
     center, width = window
@@ -40,20 +57,20 @@ def read_scan(data: bytes, window: tuple[float, float], size: int) -> ScanInput:
     def to_input(hu: np.ndarray) -> np.ndarray:
         return to_model_input(hu_to_display(hu, center, width), size)
 
-    if any(data.startswith(signature) for signature in SIGNATURES):
+    kind = detect_format(data)
+    if kind in ("png", "jpeg"):
         decoded = decode_image(data)
-        kind = "png" if data.startswith(b"\x89PNG") else "jpeg"
         return ScanInput([to_model_input(decoded.grey, size)], False, decoded.is_colour, {"format": kind})
-    if is_dicom(data):
+    if kind == "dicom":
         ds = parse_dicom(data)
         if not has_image(ds):
             require_ct_without_image(ds)
         item = dicom_slice(ds, to_input)
         require_axial_ct(item.modality, item.axial)
         return ScanInput([item.image], False, technical=_dicom_technical("dicom", [item]))
-    if data.startswith(ZIP_MAGIC):
+    if kind == "zip":
         return _dicom_series(data, to_input)
-    if is_nifti(data):
+    if kind in ("nifti", "nifti_gz"):
         volume = read_nifti(data)
         if len(volume) > MAX_SERIES_SLICES:
             raise ScanRejected("too_large", f"The volume has {len(volume)} slices; the limit is {MAX_SERIES_SLICES}.")

@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import random
 import sys
 import threading
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
 import requests
 
+from pancscan.archive import zip_folder
 from pancscan.dicom import is_dicom
-from pancscan.nifti import GZIP_MAGIC, is_nifti
+from pancscan.scan_input import detect_format
 
 FINAL = ("complete", "rejected", "failed")
 CSV_FIELDS = ["path", "sha256", "scan_id", "status", "label", "probability", "confidence", "threshold",
@@ -39,34 +39,18 @@ class Scan:
     filename: str  # neutral: "scan" and an extension the API accepts
     content_type: str
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
 
-def kind_of(data: bytes) -> tuple[str, str] | None:
-    """(neutral file name, content type) from the content's signature; None for anything else."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "scan.png", "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "scan.jpg", "image/jpeg"
-    if is_dicom(data):
-        return "scan.dcm", "application/dicom"
-    if data.startswith(b"PK\x03\x04"):
-        return "scan.zip", "application/zip"
-    if data.startswith(GZIP_MAGIC):
-        return "scan.nii.gz", "application/gzip"
-    if is_nifti(data):
-        return "scan.nii", "application/octet-stream"
-    return None
-
-
-def _zip_folder(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            archive.write(path, path.relative_to(folder).as_posix())
-    return buffer.getvalue()
+# What the API is told for each format the runtime recognises: a neutral name and a content type.
+UPLOAD_AS = {
+    "png": ("scan.png", "image/png"), "jpeg": ("scan.jpg", "image/jpeg"), "dicom": ("scan.dcm", "application/dicom"),
+    "zip": ("scan.zip", "application/zip"), "nifti_gz": ("scan.nii.gz", "application/gzip"),
+    "nifti": ("scan.nii", "application/octet-stream"),
+}
+MAX_FOLDER_BYTES = 512 * 1024 * 1024
 
 
 def collect(paths: list[Path]) -> tuple[list[Scan], list[Path]]:
@@ -76,17 +60,17 @@ def collect(paths: list[Path]) -> tuple[list[Scan], list[Path]]:
 
     def add_file(path: Path) -> None:
         data = path.read_bytes()
-        kind = kind_of(data)
+        kind = detect_format(data)
         if kind is None:
             skipped.append(path)
         else:
-            scans.append(Scan(path, data, *kind))
+            scans.append(Scan(path, data, *UPLOAD_AS[kind]))
 
     def add_folder(folder: Path) -> None:
         files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
         folders = sorted(p for p in folder.iterdir() if p.is_dir())
         if files and not folders and all(is_dicom(p.read_bytes()[:132]) for p in files):
-            scans.append(Scan(folder, _zip_folder(folder), "scan.zip", "application/zip"))
+            scans.append(Scan(folder, zip_folder(folder, MAX_FOLDER_BYTES), *UPLOAD_AS["zip"]))
             return
         for path in files:
             add_file(path)
