@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, OAuth2, OAuthFlowClientCredentials, OAuthFlows
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, BeforeValidator, Field
@@ -29,7 +30,7 @@ store = DynamoScanStore(settings.table)
 uploads = S3UploadStore(settings.bucket)
 app = APIGatewayHttpResolver(enable_validation=True)
 
-TokenHeader = Annotated[str | None, Header(alias="x-scan-token", description="The result_token returned when the scan was created.")]
+TokenHeader = Annotated[str | None, Header(alias="x-scan-token", description="The result_token returned when the scan was created (public flow).")]
 ScanIdPath = Annotated[str, Path(description="The scan_id returned when the scan was created.")]
 FormatQuery = Annotated[Literal["json", "fhir"], Query(description="json (default) or fhir: a FHIR R4 Bundle with a DiagnosticReport")]
 ContentType = Literal[scans.CONTENT_TYPES]
@@ -46,6 +47,19 @@ def _whole_number(value):
 
 WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 
+# Who may call: hospital clients with an access token (AuthMode jwt: API Gateway's JWT authorizer
+# checks it and the scopes per route), or anyone, reading a scan with its token (the public flow).
+if settings.auth_required:
+    SCOPES = {"pancscan/submit": "create scans and upload them", "pancscan/read": "read and delete this client's scans"}
+    SECURITY_SCHEMES = {"hospitalClient": OAuth2(
+        description="A hospital's app client (client-credentials flow); send the access token as Authorization: Bearer <token>.",
+        flows=OAuthFlows(clientCredentials=OAuthFlowClientCredentials(tokenUrl=settings.token_url, scopes=SCOPES)))}
+    SUBMIT, READ = [{"hospitalClient": ["pancscan/submit"]}], [{"hospitalClient": ["pancscan/read"]}]
+else:
+    SECURITY_SCHEMES = {"scanToken": APIKey(name="x-scan-token", in_=APIKeyIn.header,
+                                            description="The result_token returned when the scan was created.")}
+    SUBMIT, READ = None, [{"scanToken": []}]
+
 
 class CreateScan(BaseModel):
     filename: str = Field(min_length=1, max_length=255, description="Any name (send a neutral one); never stored.")
@@ -60,6 +74,10 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+class GatewayError(BaseModel):
+    message: Literal["Unauthorized", "Forbidden"]
 
 
 class Reason(BaseModel):
@@ -91,7 +109,11 @@ class ScanView(BaseModel):
 
 def errors(*codes: int) -> dict:
     descriptions = {400: "invalid request", 404: "unknown scan, or wrong or missing token", 409: "no final result yet"}
-    return {code: {"description": descriptions[code], "content": {"application/json": {"model": ErrorBody}}} for code in codes}
+    answers = {code: {"description": descriptions[code], "content": {"application/json": {"model": ErrorBody}}} for code in codes}
+    if settings.auth_required:  # API Gateway's own answers, before the function runs
+        answers[401] = {"description": "no valid access token", "content": {"application/json": {"model": GatewayError}}}
+        answers[403] = {"description": "the token lacks this route's scope", "content": {"application/json": {"model": GatewayError}}}
+    return answers
 
 
 class UploadForm(BaseModel):
@@ -113,6 +135,27 @@ def error(status: int, code: str, message: str, headers: dict | None = None) -> 
 def not_found() -> Response:
     # One answer for unknown id, wrong token and missing token: nothing tells them apart.
     return error(404, "not_found", scans.REQUEST_ERROR_CODES["not_found"])
+
+
+class Unauthenticated(Exception):
+    pass
+
+
+def hospital_client() -> str | None:
+    """The calling hospital's app client id (AuthMode jwt), from the claims API Gateway's authorizer
+    adds to the event; None in the public flow. The authorizer guards the scan routes; this refuses
+    a call that reached one without its claims all the same."""
+    if not settings.auth_required:
+        return None
+    client = app.current_event.request_context.authorizer.jwt_claim.get("client_id")
+    if not client:
+        raise Unauthenticated()
+    return client
+
+
+@app.exception_handler(Unauthenticated)
+def unauthenticated(exc: Unauthenticated) -> Response:
+    return error(401, "unauthorized", scans.REQUEST_ERROR_CODES["unauthorized"], headers={"WWW-Authenticate": "Bearer"})
 
 
 @app.exception_handler(RequestValidationError)
@@ -158,13 +201,14 @@ def rejected_request(exc: scans.InvalidRequest) -> Response:
     return error(400, exc.code, exc.message)
 
 
-@app.post("/v1/scans", summary="Create a scan and get a presigned upload form",
+@app.post("/v1/scans", summary="Create a scan and get a presigned upload form", security=SUBMIT,
           responses={201: {"description": "created", "content": {"application/json": {"model": CreatedScan}}}, **errors(400)})
 def create_scan(body: CreateScan) -> Response[CreatedScan]:
+    client = hospital_client()
     request = scans.UploadRequest(body.filename, body.content_type, body.size)
     scans.validate_upload_request(request, settings.max_upload_bytes)
     now = int(time.time())
-    record, token = scans.new_scan(request, now, settings.result_ttl_seconds)
+    record, token = scans.new_scan(request, now, settings.result_ttl_seconds, owner=client)
     store.create(record)
     form = uploads.presigned_post(scans.upload_key(record.scan_id), request.content_type,
                                   settings.max_upload_bytes, settings.upload_url_seconds)
@@ -175,13 +219,15 @@ def create_scan(body: CreateScan) -> Response[CreatedScan]:
 
 
 @app.get("/v1/scans/<scan_id>", summary="Read a scan's status and result (format=fhir: a FHIR R4 Bundle)",
+         security=READ,
          responses={200: {"description": "the scan", "content": {"application/json": {"model": ScanView},
                                                                  "application/fhir+json": {"schema": {"type": "object"}}}},
                     **errors(400, 404, 409)})
 def get_scan(scan_id: ScanIdPath, token: TokenHeader = None, format: FormatQuery = "json"):
+    client = hospital_client()
     now = int(time.time())
     record = store.get(scan_id) if scans.UUID_PATTERN.match(scan_id) else None
-    if not scans.readable(record, token, now):
+    if not scans.readable(record, token, now, client):
         return not_found()
     if format == "fhir":
         if record.status not in scans.FINAL_STATUSES:
@@ -190,11 +236,12 @@ def get_scan(scan_id: ScanIdPath, token: TokenHeader = None, format: FormatQuery
     return Response(200, content_types.APPLICATION_JSON, scans.public_view(record), headers={"Cache-Control": "no-store"})
 
 
-@app.delete("/v1/scans/<scan_id>", summary="Delete a scan's result now",
+@app.delete("/v1/scans/<scan_id>", summary="Delete a scan's result now", security=READ,
             responses={204: {"description": "deleted"}, **errors(400, 404)})
 def delete_scan(scan_id: ScanIdPath, token: TokenHeader = None):
+    client = hospital_client()
     record = store.get(scan_id) if scans.UUID_PATTERN.match(scan_id) else None
-    if not scans.readable(record, token, int(time.time())):
+    if not scans.readable(record, token, int(time.time()), client):
         return not_found()
     store.delete(scan_id)
     logger.info("scan deleted", extra={"scan_id": scan_id})
@@ -208,7 +255,7 @@ def health() -> dict:
 
 @app.get("/v1/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
 def openapi():
-    schema = app.get_openapi_json_schema(title="PancScan API", version=__version__,
+    schema = app.get_openapi_json_schema(title="PancScan API", version=__version__, security_schemes=SECURITY_SCHEMES,
                                          description="Research software, not a medical device.")
     return Response(200, content_types.APPLICATION_JSON, schema)
 

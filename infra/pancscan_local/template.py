@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
+NO_VALUE = {"Ref": "AWS::NoValue"}
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -40,7 +43,7 @@ def resource(name: str, template: dict | None = None) -> dict:
 
 def resolve(value, parameters: dict, conditions: dict[str, bool] | None = None):
     """Replace {"Ref": parameter} by its value and {"Fn::If": [condition, a, b]} by its branch,
-    recursively; other intrinsics are left alone."""
+    recursively, dropping what resolves to AWS::NoValue; other intrinsics are left alone."""
     conditions = conditions or {}
     if isinstance(value, dict):
         if set(value) == {"Ref"} and value["Ref"] in parameters:
@@ -48,9 +51,10 @@ def resolve(value, parameters: dict, conditions: dict[str, bool] | None = None):
         if set(value) == {"Fn::If"} and value["Fn::If"][0] in conditions:
             condition, when_true, when_false = value["Fn::If"]
             return resolve(when_true if conditions[condition] else when_false, parameters, conditions)
-        return {k: resolve(v, parameters, conditions) for k, v in value.items()}
+        resolved = {k: resolve(v, parameters, conditions) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v != NO_VALUE}
     if isinstance(value, list):
-        return [resolve(v, parameters, conditions) for v in value]
+        return [v for v in (resolve(v, parameters, conditions) for v in value) if v != NO_VALUE]
     return value
 
 
@@ -90,3 +94,45 @@ def upload_prefix(template: dict | None = None) -> str:
     event = resource("InferenceFunction", template)["Events"]["Upload"]["Properties"]
     (rule,) = event["Filter"]["S3Key"]["Rules"]
     return rule["Value"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP API route as API Gateway matches it ("GET /v1/scans/{scan_id}", "ANY /v1/{proxy+}")."""
+
+    method: str
+    path: str
+    authorization: str  # NONE or JWT
+    scopes: tuple[str, ...] = ()
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.method in ("ANY", method) and re.fullmatch(self.pattern, path) is not None
+
+    @property
+    def pattern(self) -> str:
+        # {name} is one path segment; {name+} (greedy) is the rest of the path
+        parts = re.split(r"(\{[^}]+\})", self.path)
+        return "".join(("[^/]+" if not p.endswith("+}") else ".+") if p.startswith("{") else re.escape(p) for p in parts)
+
+    @property
+    def specificity(self) -> tuple:
+        # API Gateway's order: exact paths over path variables over greedy ones; a method over ANY
+        return ("+}" in self.path, self.path.count("{"), self.method == "ANY")
+
+
+def api_routes(auth_on: bool, template: dict | None = None) -> list[Route]:
+    """The HTTP API's routes with their authorization, as deployed with AuthMode jwt (auth_on) or off,
+    most specific first."""
+    template = template or load_template()
+    routes = []
+    for name, spec in template["Resources"].items():
+        if spec["Type"] == "AWS::ApiGatewayV2::Route":
+            props = resolve(spec["Properties"], {}, {"AuthOn": auth_on})
+            method, path = props["RouteKey"].split(" ", 1)
+            routes.append(Route(method, path, props.get("AuthorizationType", "NONE"), tuple(props.get("AuthorizationScopes") or ())))
+    return sorted(routes, key=lambda r: r.specificity)
+
+
+def authorizer_config(template: dict | None = None) -> dict:
+    """The JWT authorizer's configuration (issuer, audience) as template.yaml writes it."""
+    return resource("HospitalAuthorizer", template)["JwtConfiguration"]

@@ -5,11 +5,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pancscan_local.template import REPO, TEMPLATE, load_template, resource, upload_prefix
+from pancscan_local.template import REPO, TEMPLATE, api_routes, authorizer_config, load_template, resolve, resource, upload_prefix
 
 
-def statements(function: str) -> list[dict]:
-    return [s for policy in resource(function)["Policies"] for s in policy["Statement"]]
+def statements(function: str, research: bool = False) -> list[dict]:
+    policies = resolve(resource(function)["Policies"], {}, {"ResearchOn": research})
+    return [s for policy in policies for s in policy["Statement"]]
+
+
+def actions_of(function: str, research: bool = False) -> set[str]:
+    actions = set()
+    for statement in statements(function, research):
+        actions |= set([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    return actions
 
 
 def test_cfn_lint_passes():
@@ -20,10 +28,7 @@ def test_cfn_lint_passes():
 
 def test_inference_runs_only_on_uploads_and_cannot_write_to_the_bucket():
     assert upload_prefix() == "uploads/"
-    actions = set()
-    for statement in statements("InferenceFunction"):
-        actions |= set([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
-    assert actions == {"s3:GetObject", "s3:DeleteObject", "dynamodb:UpdateItem"}
+    assert actions_of("InferenceFunction") == {"s3:GetObject", "s3:DeleteObject", "dynamodb:UpdateItem"}
     s3_resources = [s["Resource"]["Fn::Sub"] for s in statements("InferenceFunction") if "s3:GetObject" in s["Action"]]
     assert all(r.endswith("/uploads/*") for r in s3_resources)
 
@@ -80,8 +85,48 @@ def test_alarms_watch_errors_throttles_and_the_failed_events_queue():
     assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms)
 
 
+def test_research_retention_is_off_by_default_and_only_adds_writing_its_own_table():
+    parameters = load_template()["Parameters"]
+    assert parameters["ResearchRetentionDays"]["Default"] == 0
+    assert load_template()["Resources"]["ResearchTable"]["Condition"] == "ResearchOn"
+    assert actions_of("InferenceFunction", research=True) - actions_of("InferenceFunction") == {"dynamodb:PutItem"}
+    (put,) = [s for s in statements("InferenceFunction", research=True) if s["Action"] == "dynamodb:PutItem"]
+    assert put["Resource"] == {"Fn::GetAtt": ["ResearchTable", "Arn"]}
+    assert resource("ResearchTable")["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+def test_with_auth_on_the_scan_routes_need_a_hospital_token_with_their_scope():
+    assert load_template()["Parameters"]["AuthMode"]["Default"] == "off"
+    scopes = {f"{r.method} {r.path}": (r.authorization, r.scopes) for r in api_routes(auth_on=True)}
+    assert scopes == {
+        "POST /v1/scans": ("JWT", ("pancscan/submit",)),
+        "GET /v1/scans/{scan_id}": ("JWT", ("pancscan/read",)),
+        "DELETE /v1/scans/{scan_id}": ("JWT", ("pancscan/read",)),
+        "ANY /v1/{proxy+}": ("NONE", ()),  # health, the OpenAPI document, 405s
+    }
+    assert {r.authorization for r in api_routes(auth_on=False)} == {"NONE"}
+    jwt = authorizer_config()
+    assert jwt["Issuer"] == {"Fn::Sub": "https://cognito-idp.${AWS::Region}.amazonaws.com/${HospitalUserPool}"}
+    assert jwt["Audience"] == {"Ref": "HospitalClientIds"}
+    server = resource("HospitalResourceServer")
+    assert server["Identifier"] == "pancscan" and {s["ScopeName"] for s in server["Scopes"]} == {"submit", "read"}
+    for name in ("HospitalUserPool", "HospitalUserPoolDomain", "HospitalResourceServer", "HospitalAuthorizer"):
+        assert load_template()["Resources"][name]["Condition"] == "AuthOn"
+
+
+def test_the_local_gateway_picks_routes_as_api_gateway_does():
+    routes = api_routes(auth_on=True)
+    def route(method, path):
+        return next(f"{r.method} {r.path}" for r in routes if r.matches(method, path))
+    assert route("GET", "/v1/scans/0f1e") == "GET /v1/scans/{scan_id}"
+    assert route("POST", "/v1/scans") == "POST /v1/scans"
+    assert route("POST", "/v1/scans/0f1e") == "ANY /v1/{proxy+}"  # no such method: the public catch-all answers 405
+    assert route("GET", "/v1/scans/a/b") == "ANY /v1/{proxy+}"
+    assert not any(r.matches("GET", "/v2/scans") for r in routes)
+
+
 def test_api_is_throttled():
-    settings = resource("HttpApi")["DefaultRouteSettings"]
+    settings = resource("HttpApiStage")["DefaultRouteSettings"]
     assert settings["ThrottlingRateLimit"] > 0 and settings["ThrottlingBurstLimit"] > 0
 
 

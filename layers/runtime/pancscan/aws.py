@@ -37,6 +37,8 @@ class DynamoScanStore:
             "content_type": record.content_type,
             "size": record.size,
         }
+        if record.owner:
+            item["owner"] = record.owner
         self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(scan_id)")
 
     def get(self, scan_id: str) -> ScanRecord | None:
@@ -55,6 +57,7 @@ class DynamoScanStore:
             result=json.loads(item.get("result", "{}")),
             heatmap_png=bytes(item["heatmap_png"]) if "heatmap_png" in item else None,
             slice_png=bytes(item["slice_png"]) if "slice_png" in item else None,
+            owner=item.get("owner"),
         )
 
     def delete(self, scan_id: str) -> None:

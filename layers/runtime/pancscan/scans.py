@@ -5,6 +5,9 @@ token's SHA-256 is kept. The upload lands at ``uploads/<scan_id>``; the inferenc
 the scan to ``processing`` (a duplicate event finds it claimed; a retry after the claimer died
 takes it over once the claim's lease has run out) and then to a final status.
 The uploader's file name is never stored: file names of medical images often carry patient names.
+
+Who may read a scan: whoever holds its token (the public browser flow), or, when the API runs with
+the hospitals' JWT authorizer, the app client that created it (its ``owner``) and no one else.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ REQUEST_ERROR_CODES = {
     "not_found": "No such scan, or the token does not match.",
     "not_ready": "The scan has no final result yet; ask again later.",
     "method_not_allowed": "The route exists but not with this method.",
+    "unauthorized": "This deployment accepts hospital clients only: send an access token.",
 }
 
 
@@ -69,6 +73,7 @@ class ScanRecord:
     result: dict = field(default_factory=dict)  # RESULT_FIELDS once known
     heatmap_png: bytes | None = None
     slice_png: bytes | None = None  # the slice the heatmap belongs to, for inputs a browser cannot show (DICOM, NIfTI)
+    owner: str | None = None  # the hospital's app client id (JWT authorizer on); None in the public flow
 
 
 class ScanStore(Protocol):
@@ -119,7 +124,7 @@ def scan_id_from_key(key: str) -> str | None:
     return scan_id if UUID_PATTERN.match(scan_id) else None
 
 
-def new_scan(request: UploadRequest, now: int, ttl_seconds: int) -> tuple[ScanRecord, str]:
+def new_scan(request: UploadRequest, now: int, ttl_seconds: int, owner: str | None = None) -> tuple[ScanRecord, str]:
     """A pending record and the token that reads it (returned once, never stored)."""
     token = secrets.token_urlsafe(32)
     record = ScanRecord(
@@ -130,14 +135,20 @@ def new_scan(request: UploadRequest, now: int, ttl_seconds: int) -> tuple[ScanRe
         expires_at=now + ttl_seconds,
         content_type=request.content_type,
         size=request.size,
+        owner=owner,
     )
     return record, token
 
 
-def readable(record: ScanRecord | None, token: str | None, now: int) -> bool:
-    """Whether ``token`` may see ``record``: it exists, has not expired (DynamoDB deletes expired
-    items only eventually) and the token matches."""
-    return record is not None and record.expires_at > now and token_matches(record, token)
+def readable(record: ScanRecord | None, token: str | None, now: int, client: str | None = None) -> bool:
+    """Whether the caller may see ``record``: it exists, has not expired (DynamoDB deletes expired
+    items only eventually), and the caller is its owner (a hospital client) or, for a scan without
+    owner, holds its token."""
+    if record is None or record.expires_at <= now:
+        return False
+    if record.owner is not None:
+        return client == record.owner
+    return token_matches(record, token)
 
 
 def public_view(record: ScanRecord) -> dict:

@@ -24,6 +24,11 @@ class Settings:
     # how long a claim on a scan holds: the inference function's timeout (a claimer older than
     # that has died, and a retry may take the scan over)
     processing_lease_seconds: int = 60
+    # "off": the public flow with per-scan tokens; "jwt": hospital clients behind the JWT authorizer
+    auth_mode: str = "off"
+    token_url: str = ""  # the client-credentials token endpoint (jwt), for the OpenAPI document
+    research_table: str = ""  # de-identified results kept for research; empty = off
+    research_retention_days: int = 0
 
     @property
     def result_ttl_seconds(self) -> int:
@@ -40,4 +45,18 @@ class Settings:
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)),
             result_ttl_days=int(env.get("RESULT_TTL_DAYS", DEFAULT_RESULT_TTL_DAYS)),
             processing_lease_seconds=int(env.get("PROCESSING_LEASE_SECONDS", 60)),
+            auth_mode=_one_of(env.get("AUTH_MODE") or "off", ("off", "jwt"), "AUTH_MODE"),
+            token_url=env.get("TOKEN_URL", ""),
+            research_table=env.get("RESEARCH_TABLE_NAME", ""),
+            research_retention_days=int(env.get("RESEARCH_RETENTION_DAYS") or 0),
         )
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth_mode == "jwt"
+
+
+def _one_of(value: str, allowed: tuple[str, ...], name: str) -> str:
+    if value not in allowed:
+        raise RuntimeError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
