@@ -43,8 +43,10 @@ class LocalContext:
         return int((self.timeout_s - (time.monotonic() - self.started)) * 1000)
 
 
-def http_api_event(method: str, path: str, query: str, headers: dict[str, str], body: bytes, source_ip: str) -> dict:
-    """An API Gateway HTTP API payload 2.0 event, as the $default stage would deliver it."""
+def http_api_event(method: str, path: str, query: str, headers: dict[str, str], body: bytes, source_ip: str,
+                   route_key: str = "$default", authorizer: dict | None = None) -> dict:
+    """An API Gateway HTTP API payload 2.0 event, as the $default stage would deliver it; ``authorizer``
+    is what a JWT authorizer adds (its claims and scopes)."""
     text_body = None
     is_base64 = False
     if body:
@@ -57,9 +59,9 @@ def http_api_event(method: str, path: str, query: str, headers: dict[str, str], 
         key, _, value = pair.partition("=")
         query_params[key] = value
     now = time.time()
-    return {
+    event = {
         "version": "2.0",
-        "routeKey": "$default",
+        "routeKey": route_key,
         "rawPath": path,
         "rawQueryString": query,
         "headers": {k.lower(): v for k, v in headers.items()},
@@ -71,7 +73,7 @@ def http_api_event(method: str, path: str, query: str, headers: dict[str, str], 
             "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
                      "userAgent": headers.get("User-Agent", "")},
             "requestId": str(uuid.uuid4()),
-            "routeKey": "$default",
+            "routeKey": route_key,
             "stage": "$default",
             "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
             "timeEpoch": int(now * 1000),
@@ -79,6 +81,9 @@ def http_api_event(method: str, path: str, query: str, headers: dict[str, str], 
         "body": text_body,
         "isBase64Encoded": is_base64,
     }
+    if authorizer:
+        event["requestContext"]["authorizer"] = authorizer
+    return event
 
 
 def response_parts(response: dict) -> tuple[int, dict[str, str], bytes]:

@@ -30,13 +30,14 @@ class ServedStack:
 
 
 @contextmanager
-def served_stack(log_path: Path | None = None, env: dict[str, str] | None = None, start_timeout: float = 60) -> Iterator[ServedStack]:
+def served_stack(log_path: Path | None = None, env: dict[str, str] | None = None, start_timeout: float = 60,
+                 options: tuple[str, ...] = ()) -> Iterator[ServedStack]:
     """Start the stack, wait until /v1/health answers, yield it; stop it with SIGINT (Ctrl-C).
 
     Raises RuntimeError if it does not start, and if it does not stop cleanly (exit status 0)."""
     port, s3_port = free_port(), free_port()
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | (env or {})
-    command = [str(Path(sys.executable).parent / "pancscan"), "serve", "--port", str(port), "--s3-port", str(s3_port)]
+    command = [str(Path(sys.executable).parent / "pancscan"), "serve", "--port", str(port), "--s3-port", str(s3_port), *options]
     out = log_path.open("w") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_env)
     stack = ServedStack(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{s3_port}", process)

@@ -3,6 +3,10 @@ and one HTTP origin serving the site and the API.
 
     browser --HTTP--> gateway (this process) --payload 2.0 event--> functions/api handler
     browser --presigned POST--> moto S3 --ObjectCreated--> SQS --dispatcher--> functions/inference handler
+
+With ``auth`` (AuthMode jwt), the gateway routes as template.yaml's routes say and checks hospital
+clients' tokens on the scan routes as API Gateway's JWT authorizer does (pancscan_local.auth); a
+user pool in moto holds the app clients, and /local-auth/ serves the token endpoint and the JWKS.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from pancscan.settings import Settings
+from pancscan_local.auth import Denied, LocalIssuer, authorize, event_authorizer
 from pancscan_local.lambda_runtime import LocalContext, http_api_event, load_handler, response_parts
 from pancscan_local.resources import create_resources, notify_queue
-from pancscan_local.template import REPO
+from pancscan_local.template import REPO, api_routes
 
 SITE = REPO / "site"
 BUCKET = "pancscan-local-uploads"
@@ -54,6 +59,7 @@ class LocalStack:
     port: int = 8080
     s3_port: int = 5000
     max_upload_bytes: int | None = None
+    auth: bool = False  # AuthMode jwt: hospital clients with access tokens only
 
     @property
     def url(self) -> str:
@@ -76,6 +82,8 @@ class LocalStack:
         }
         if self.max_upload_bytes:
             env["MAX_UPLOAD_BYTES"] = str(self.max_upload_bytes)
+        env["AUTH_MODE"] = "jwt" if self.auth else "off"
+        env["TOKEN_URL"] = f"{self.url}/local-auth/oauth2/token" if self.auth else ""
         return env
 
     def client(self, service: str):
@@ -93,6 +101,10 @@ class LocalStack:
         s3, sqs = self.client("s3"), self.client("sqs")
         create_resources(s3, self.client("dynamodb"), bucket=BUCKET, table=TABLE, site_origin=self.url)
         self._queue_url = notify_queue(s3, sqs, bucket=BUCKET, queue=QUEUE)
+        self.routes = api_routes(self.auth)
+        if self.auth:
+            self.issuer = LocalIssuer(self.client("cognito-idp"), self.url)
+            self.hospital = self.issuer.add_client("local-hospital")  # one to start with
         self._api = load_handler("api")
         self._api_lock = threading.Lock()
         self._inference = load_handler("inference")  # loads the model: a cold start
@@ -124,7 +136,17 @@ class LocalStack:
                 sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def call_api(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes, source_ip: str):
-        event = http_api_event(method, path, query, headers, body, source_ip)
+        route = next((r for r in self.routes if r.matches(method, path)), None)
+        if route is None:
+            return 404, {"Content-Type": "application/json"}, b'{"message":"Not Found"}'
+        authorizer = None
+        if route.authorization == "JWT":
+            try:
+                authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
+                authorizer = event_authorizer(authorize(authorization, self.issuer.configuration(), route.scopes))
+            except Denied as denied:
+                return denied.status, denied.headers, denied.body
+        event = http_api_event(method, path, query, headers, body, source_ip, f"{route.method} {route.path}", authorizer)
         # One invocation at a time, as in a Lambda container (the handler's boto3 resource is not
         # thread-safe; the gateway's threads would otherwise share it).
         with self._api_lock:
@@ -176,7 +198,9 @@ def _gateway(stack: LocalStack) -> type[BaseHTTPRequestHandler]:
 
         def _route(self) -> None:
             parts = urlsplit(self.path)
-            if parts.path.startswith("/v1/"):
+            if stack.auth and parts.path.startswith("/local-auth/"):
+                self._auth(parts.path)
+            elif parts.path.startswith("/v1/"):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 try:
@@ -189,6 +213,16 @@ def _gateway(stack: LocalStack) -> type[BaseHTTPRequestHandler]:
                 self._static(parts.path)
             else:
                 self._send(405, {"Content-Type": "text/plain"}, b"method not allowed")
+
+        def _auth(self, path: str) -> None:
+            """The user pool's token endpoint and JWKS, as Cognito serves them."""
+            if path == "/local-auth/.well-known/jwks.json" and self.command == "GET":
+                return self._send(200, {"Content-Type": "application/json"}, json.dumps(stack.issuer.jwks).encode())
+            if path == "/local-auth/oauth2/token" and self.command == "POST":
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, answer = stack.issuer.token_response(dict(self.headers), body)
+                return self._send(status, {"Content-Type": "application/json", "Cache-Control": "no-store"}, json.dumps(answer).encode())
+            self._send(404, {"Content-Type": "application/json"}, b'{"error":"not_found"}')
 
         def _static(self, path: str) -> None:
             if path == "/config.json":
@@ -209,11 +243,16 @@ def _gateway(stack: LocalStack) -> type[BaseHTTPRequestHandler]:
     return Gateway
 
 
-def serve(host: str, port: int, s3_port: int) -> None:
-    stack = LocalStack(host, port, s3_port).start()
+def serve(host: str, port: int, s3_port: int, auth: bool = False) -> None:
+    stack = LocalStack(host, port, s3_port, auth=auth).start()
     print(f"PancScan (research software, not a medical device) is running:\n"
-          f"  site  {stack.url}/\n  API   {stack.url}/v1/health\n  AWS stand-in (moto) {stack.aws_endpoint}\n"
-          "Ctrl-C stops it.", flush=True)
+          f"  site  {stack.url}/\n  API   {stack.url}/v1/health\n  AWS stand-in (moto) {stack.aws_endpoint}", flush=True)
+    if auth:
+        client_id, secret = stack.hospital
+        print(f"  hospital clients only (AuthMode jwt); user pool {stack.issuer.pool_id}\n"
+              f"  a local hospital client: PANCSCAN_TOKEN_URL={stack.issuer.token_url} "
+              f"PANCSCAN_CLIENT_ID={client_id} PANCSCAN_CLIENT_SECRET={secret}", flush=True)
+    print("Ctrl-C stops it.", flush=True)
     # SIGTERM (service managers, `kill`) stops it as cleanly as Ctrl-C
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:

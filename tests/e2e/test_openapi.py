@@ -21,6 +21,11 @@ def test_the_document_names_every_route_error_and_reason_code(local_stack):
     schemas = document["components"]["schemas"]
     assert set(schemas["ErrorDetail"]["properties"]["code"]["enum"]) == set(scans.REQUEST_ERROR_CODES)
     assert set(schemas["CreateScan"]["properties"]["content_type"]["enum"]) == set(scans.CONTENT_TYPES)
+    # the public flow's scheme: the per-scan token, on the routes that read a scan
+    assert document["components"]["securitySchemes"]["scanToken"] == {
+        "type": "apiKey", "in": "header", "name": "x-scan-token", "description": "The result_token returned when the scan was created."}
+    assert paths["/v1/scans/{scan_id}"]["get"]["security"] == [{"scanToken": []}]
+    assert "security" not in paths["/v1/scans"]["post"]
     reason = schemas["Reason"]["properties"]["code"]["description"]
     assert all(code in reason for code in list(REASON_CODES) + list(FAILURE_CODES))
 

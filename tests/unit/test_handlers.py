@@ -127,3 +127,49 @@ def test_tokens_are_compared_in_constant_time(monkeypatch):
     record, token = scans.new_scan(scans.UploadRequest("a.png", "image/png", 10), now=0, ttl_seconds=100)
     assert scans.token_matches(record, token) and not scans.token_matches(record, "x")
     assert len(calls) == 2
+
+
+@pytest.fixture
+def api_for_hospitals(env, monkeypatch):
+    monkeypatch.setenv("AUTH_MODE", "jwt")
+    monkeypatch.setenv("TOKEN_URL", "https://pool.auth.eu-west-1.amazoncognito.com/oauth2/token")
+    handler, table, _ = cold_handler_with_fake_stores("api", monkeypatch)
+    return handler, table
+
+
+def as_client(event: dict, client_id: str) -> dict:
+    # what API Gateway's JWT authorizer adds once the token has passed
+    event["requestContext"]["authorizer"] = {"jwt": {"claims": {"client_id": client_id, "scope": "pancscan/read"}, "scopes": ["pancscan/read"]}}
+    return event
+
+
+def test_with_hospital_auth_a_scan_belongs_to_the_client_that_created_it(api_for_hospitals):
+    handler, table = api_for_hospitals
+    body = json.dumps({"filename": "s.png", "content_type": "image/png", "size": 9})
+    created = handler(as_client(api_event("POST", "/v1/scans", body), "hospital-a"), LocalContext("api"))
+    assert created["statusCode"] == 201
+    scan_id, token = json.loads(created["body"])["scan_id"], json.loads(created["body"])["result_token"]
+    assert table.get(scan_id).owner == "hospital-a"
+    read = lambda event: handler(event, LocalContext("api"))["statusCode"]  # noqa: E731
+    assert read(as_client(api_event("GET", f"/v1/scans/{scan_id}"), "hospital-a")) == 200
+    assert read(as_client(api_event("GET", f"/v1/scans/{scan_id}", token=token), "hospital-b")) == 404  # its token does not help
+    assert read(as_client(api_event("DELETE", f"/v1/scans/{scan_id}"), "hospital-b")) == 404
+    assert read(as_client(api_event("DELETE", f"/v1/scans/{scan_id}"), "hospital-a")) == 204
+
+
+def test_with_hospital_auth_a_call_without_the_authorizers_claims_is_refused(api_for_hospitals):
+    handler, table = api_for_hospitals
+    body = json.dumps({"filename": "s.png", "content_type": "image/png", "size": 9})
+    response = handler(api_event("POST", "/v1/scans", body), LocalContext("api"))
+    assert response["statusCode"] == 401 and json.loads(response["body"])["error"]["code"] == "unauthorized"
+    assert table.records == {}
+    assert handler(api_event("GET", "/v1/scans/00000000-0000-4000-8000-000000000000", token="t"), LocalContext("api"))["statusCode"] == 401
+    assert handler(api_event("GET", "/v1/health"), LocalContext("api"))["statusCode"] == 200
+
+
+def test_with_hospital_auth_the_openapi_document_names_the_client_credentials_scheme(api_for_hospitals):
+    hospitals, _ = api_for_hospitals
+    document = json.loads(hospitals(api_event("GET", "/v1/openapi.json"), LocalContext("api"))["body"])
+    flow = document["components"]["securitySchemes"]["hospitalClient"]["flows"]["clientCredentials"]
+    assert flow["tokenUrl"].endswith("/oauth2/token") and set(flow["scopes"]) == {"pancscan/submit", "pancscan/read"}
+    assert set(document["paths"]["/v1/scans/{scan_id}"]["get"]["responses"]) >= {"401", "403", "404"}

@@ -47,6 +47,14 @@ def test_tokens_and_expiry_decide_who_reads():
     assert not scans.readable(record, token, now=1100)  # expired, even if DynamoDB has not removed it yet
 
 
+def test_a_hospital_clients_scan_is_read_by_that_client_alone_token_or_not():
+    record, token = scans.new_scan(UploadRequest("a.png", "image/png", 10), now=1000, ttl_seconds=100, owner="hospital-a")
+    assert scans.readable(record, None, now=1050, client="hospital-a")
+    assert not scans.readable(record, token, now=1050, client="hospital-b")
+    assert not scans.readable(record, token, now=1050)
+    assert not scans.readable(record, None, now=1100, client="hospital-a")  # expiry still holds
+
+
 def test_keys_round_trip_and_foreign_keys_are_not_ours():
     scan_id = str(uuid.uuid4())
     assert scans.scan_id_from_key(scans.upload_key(scan_id)) == scan_id

@@ -37,6 +37,38 @@ def test_retries_stop_at_the_limit_and_do_not_retry_client_errors(monkeypatch):
         submit.with_retries(lambda: (_ for _ in ()).throw(requests.ConnectionError()), retries=2)
 
 
+class TokenAnswer(Answer):
+    def __init__(self, status, body):
+        super().__init__(status)
+        self.body, self.content, self.ok = body, b"x", status < 400
+
+    def json(self):
+        return self.body
+
+
+def test_client_credentials_reuse_a_token_until_a_minute_before_it_expires(monkeypatch):
+    posts, clock = [], [0.0]
+    monkeypatch.setattr(submit.time, "monotonic", lambda: clock[0])
+
+    def post(url, data, auth, timeout):
+        posts.append((url, data, auth))
+        return TokenAnswer(200, {"access_token": f"t{len(posts)}", "expires_in": 3600, "token_type": "Bearer"})
+
+    monkeypatch.setattr(submit.requests, "post", post)
+    credentials = submit.ClientCredentials("https://pool/oauth2/token", "id", "secret")
+    client = submit.Client("https://api", credentials=credentials)
+    assert client.headers == {"Authorization": "Bearer t1"} and client.headers == {"Authorization": "Bearer t1"}
+    assert posts == [("https://pool/oauth2/token", {"grant_type": "client_credentials"}, ("id", "secret"))]
+    clock[0] = 3540  # a minute before expiry: renewed
+    assert client.headers == {"Authorization": "Bearer t2"} and len(posts) == 2
+
+
+def test_a_refused_client_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(submit.requests, "post", lambda *a, **k: TokenAnswer(400, {"error": "invalid_client"}))
+    with pytest.raises(RuntimeError, match="invalid_client"):
+        submit.ClientCredentials("https://pool/oauth2/token", "id", "wrong").token()
+
+
 def test_scans_are_recognised_by_content_and_a_dicom_folder_is_one_series(tmp_path):
     hu = display_to_hu(np.full((16, 16), 100))
     (tmp_path / "series").mkdir()

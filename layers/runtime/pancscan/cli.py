@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -88,9 +89,15 @@ def _fit_series(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from pancscan.submit import run
+    from pancscan.submit import ClientCredentials, run
 
-    counts = run([Path(p) for p in args.paths], args.api, Path(args.out), token=args.token,
+    credentials = None
+    if args.client_id:
+        secret = os.environ.get("PANCSCAN_CLIENT_SECRET")
+        if not (args.token_url and secret):
+            raise SystemExit("with a client id, give --token-url and the secret in PANCSCAN_CLIENT_SECRET")
+        credentials = ClientCredentials(args.token_url, args.client_id, secret, args.retries)
+    counts = run([Path(p) for p in args.paths], args.api, Path(args.out), token=args.token, credentials=credentials,
                  concurrency=args.concurrency, retries=args.retries)
     print(json.dumps(counts))
     return 0 if not counts.get("error") else 1
@@ -99,7 +106,7 @@ def _submit(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from pancscan_local.stack import serve
 
-    serve(args.host, args.port, args.s3_port)
+    serve(args.host, args.port, args.s3_port, auth=args.auth)
     return 0
 
 
@@ -141,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("paths", nargs="+", metavar="PATH", help="files, folders of scans, or a folder holding one DICOM series")
     submit.add_argument("--api", default="http://127.0.0.1:8080", help="the API's base URL")
     submit.add_argument("--token", help="a bearer token, where the API requires one")
+    submit.add_argument("--client-id", default=os.environ.get("PANCSCAN_CLIENT_ID"),
+                        help="a hospital's app client id (default $PANCSCAN_CLIENT_ID): get and renew tokens with the "
+                             "client-credentials flow; the secret is read from $PANCSCAN_CLIENT_SECRET, never the command line")
+    submit.add_argument("--token-url", default=os.environ.get("PANCSCAN_TOKEN_URL"),
+                        help="the token endpoint (the stack's TokenUrl output; default $PANCSCAN_TOKEN_URL)")
     submit.add_argument("--out", default="pancscan-results", help="folder for results.jsonl and results.csv")
     submit.add_argument("--concurrency", type=int, default=4)
     submit.add_argument("--retries", type=int, default=4, help="per request, with exponential backoff")
@@ -149,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the site, API and inference locally against moto (no AWS account)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080, help="site and API")
-    serve.add_argument("--s3-port", type=int, default=5000, help="the AWS stand-in (moto: S3, DynamoDB, SQS)")
+    serve.add_argument("--s3-port", type=int, default=5000, help="the AWS stand-in (moto: S3, DynamoDB, SQS, Cognito)")
+    serve.add_argument("--auth", action="store_true",
+                       help="as deployed with AuthMode jwt: hospital clients with access tokens only (prints a local client's id and secret)")
     serve.set_defaults(run=_serve)
     return parser
 

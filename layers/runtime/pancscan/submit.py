@@ -3,6 +3,9 @@
 Each scan is created, uploaded to its presigned form under a neutral name, and followed until it
 has a final status. Results go to ``results.jsonl`` (appended as they come) and ``results.csv`` in
 the output folder; a rerun skips the files whose content already has a final result there.
+
+Where the API takes hospital clients only, the client either sends a given bearer token or, with a
+client id and secret, gets access tokens itself (client-credentials flow) and renews them.
 """
 
 from __future__ import annotations
@@ -97,12 +100,41 @@ def with_retries(call: Callable[[], requests.Response], retries: int, base_s: fl
     raise AssertionError("unreachable")
 
 
+class ClientCredentials:
+    """A hospital's app client: access tokens from the token endpoint, reused until a minute before
+    they expire (one token serves every thread)."""
+
+    def __init__(self, token_url: str, client_id: str, client_secret: str, retries: int = 4):
+        self.token_url, self.client_id, self.client_secret, self.retries = token_url, client_id, client_secret, retries
+        self._lock = threading.Lock()
+        self._token, self._renew_at = "", 0.0
+
+    def token(self) -> str:
+        with self._lock:
+            if time.monotonic() >= self._renew_at:
+                response = with_retries(lambda: requests.post(
+                    self.token_url, data={"grant_type": "client_credentials"},
+                    auth=(self.client_id, self.client_secret), timeout=30), self.retries)
+                answer = response.json() if response.content else {}
+                if not response.ok or "access_token" not in answer:
+                    raise RuntimeError(f"the token endpoint refused the client: {answer.get('error') or response.status_code}")
+                self._token = answer["access_token"]
+                self._renew_at = time.monotonic() + max(0, int(answer.get("expires_in", 3600)) - 60)
+            return self._token
+
+
 class Client:
-    def __init__(self, api: str, token: str | None = None, retries: int = 4, timeout_s: float = 600):
+    def __init__(self, api: str, token: str | None = None, retries: int = 4, timeout_s: float = 600,
+                 credentials: ClientCredentials | None = None):
         self.api = api.rstrip("/")
         self.retries, self.timeout_s = retries, timeout_s
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.fixed_token, self.credentials = token, credentials
         self.local = threading.local()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        token = self.credentials.token() if self.credentials else self.fixed_token
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     @property
     def session(self) -> requests.Session:
@@ -173,15 +205,15 @@ def write_csv(results: Path, csv_path: Path) -> None:
         writer.writerows(latest.values())
 
 
-def run(paths: list[Path], api: str, out: Path, *, token: str | None = None, concurrency: int = 4,
-        retries: int = 4, poll_s: float = 1.0, progress=sys.stderr) -> dict[str, int]:
+def run(paths: list[Path], api: str, out: Path, *, token: str | None = None, credentials: ClientCredentials | None = None,
+        concurrency: int = 4, retries: int = 4, poll_s: float = 1.0, progress=sys.stderr) -> dict[str, int]:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
     scans, skipped = collect(paths)
     done = load_done(results_path)
     todo = [s for s in scans if s.sha256 not in done]
     counts = {"skipped_not_a_scan": len(skipped), "already_done": len(scans) - len(todo)}
-    client = Client(api, token, retries)
+    client = Client(api, token, retries, credentials=credentials)
     lock = threading.Lock()
     with ThreadPoolExecutor(max(1, concurrency)) as pool, results_path.open("a") as results:
         futures = {pool.submit(client.submit, scan, poll_s): scan for scan in todo}

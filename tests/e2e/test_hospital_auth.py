@@ -1,0 +1,125 @@
+"""AuthMode jwt on the local stack (`pancscan serve --auth`): hospital clients with access tokens only.
+
+The gateway checks tokens as API Gateway's JWT authorizer does (pancscan_local.auth); the user pool
+and its app clients live in moto's cognito-idp, created as template.yaml and the runbook create them.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import jwt
+import pytest
+import requests
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from pancscan.cli import main
+from pancscan_local.process import served_stack
+
+SCAN = {"filename": "scan", "content_type": "image/jpeg", "size": 1000}
+
+
+def token(stack, client_id, secret, scope=None):
+    form = {"grant_type": "client_credentials"} | ({"scope": scope} if scope else {})
+    answer = requests.post(stack["token_url"], data=form, auth=(client_id, secret))
+    assert answer.status_code == 200, answer.text
+    return answer.json()["access_token"]
+
+
+def bearer(value):
+    return {"Authorization": f"Bearer {value}"}
+
+
+@pytest.fixture(scope="module")
+def auth_stack(tmp_path_factory):
+    log = tmp_path_factory.mktemp("auth-stack") / "serve.log"
+    with served_stack(log, options=("--auth",)) as served:
+        deadline = time.monotonic() + 30
+        while not (found := re.search(r"user pool (\S+).*PANCSCAN_TOKEN_URL=(\S+) PANCSCAN_CLIENT_ID=(\S+) PANCSCAN_CLIENT_SECRET=(\S+)",
+                                      log.read_text(), re.S)):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        pool, token_url, client_id, secret = found.groups()
+        yield {"url": served.url, "aws": served.aws_endpoint, "pool": pool, "token_url": token_url,
+               "client_id": client_id, "secret": secret, "log": log}
+
+
+def test_without_a_valid_token_every_scan_route_is_refused(auth_stack):
+    url = auth_stack["url"]
+    scan_url = f"{url}/v1/scans/{uuid.uuid4()}"
+    foreign_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = int(time.time())
+    forged = jwt.encode({"iss": auth_stack["token_url"].rsplit("/oauth2", 1)[0], "client_id": auth_stack["client_id"],
+                         "scope": "pancscan/submit pancscan/read", "exp": now + 600, "iat": now}, foreign_key, algorithm="RS256",
+                        headers={"kid": "not-theirs"})
+    for headers in ({}, bearer("not-a-jwt"), bearer(forged), {"Authorization": "Basic dXNlcjpwYXNz"}):
+        assert requests.post(f"{url}/v1/scans", json=SCAN, headers=headers).status_code == 401
+        assert requests.get(scan_url, headers=headers).status_code == 401
+        answer = requests.delete(scan_url, headers=headers)
+        assert answer.status_code == 401 and answer.json() == {"message": "Unauthorized"}
+        assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+    # a valid token without the route's scope: 403
+    submit_only = token(auth_stack, auth_stack["client_id"], auth_stack["secret"], scope="pancscan/submit")
+    answer = requests.get(scan_url, headers=bearer(submit_only))
+    assert answer.status_code == 403 and 'error="insufficient_scope"' in answer.headers["www-authenticate"]
+    assert requests.post(f"{url}/v1/scans", json=SCAN, headers=bearer(submit_only)).status_code == 201
+    # a wrong secret gets no token at all
+    refused = requests.post(auth_stack["token_url"], data={"grant_type": "client_credentials"}, auth=(auth_stack["client_id"], "wrong"))
+    assert refused.status_code == 400 and refused.json() == {"error": "invalid_client"}
+    # what stays public
+    assert requests.get(f"{url}/v1/health").status_code == 200
+    document = requests.get(f"{url}/v1/openapi.json").json()
+    scheme = document["components"]["securitySchemes"]["hospitalClient"]
+    assert scheme["flows"]["clientCredentials"]["tokenUrl"] == auth_stack["token_url"]
+    assert document["paths"]["/v1/scans"]["post"]["security"] == [{"hospitalClient": ["pancscan/submit"]}]
+    assert document["paths"]["/v1/scans/{scan_id}"]["get"]["security"] == [{"hospitalClient": ["pancscan/read"]}]
+
+
+def test_the_batch_client_gets_its_tokens_and_only_its_hospital_reads_its_scans(auth_stack, nih_dir, tmp_path, capsys, monkeypatch):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for path in sorted((nih_dir / "images").glob("*.jpg"))[:2]:
+        (scans / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "out"
+    monkeypatch.setenv("PANCSCAN_CLIENT_SECRET", auth_stack["secret"])
+    assert main(["submit", "--api", auth_stack["url"], "--out", str(out), "--client-id", auth_stack["client_id"],
+                 "--token-url", auth_stack["token_url"], str(scans)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"skipped_not_a_scan": 0, "already_done": 0, "complete": 2}
+    scan_id = json.loads((out / "results.jsonl").read_text().splitlines()[0])["scan_id"]
+    scan_url = f"{auth_stack['url']}/v1/scans/{scan_id}"
+
+    own = token(auth_stack, auth_stack["client_id"], auth_stack["secret"])
+    assert requests.get(scan_url, headers=bearer(own)).json()["status"] == "complete"
+    assert requests.get(scan_url + "?format=fhir", headers=bearer(own)).json()["resourceType"] == "Bundle"
+
+    # a second hospital, added as the runbook adds one, is admitted but cannot see the first one's scans
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
+        "AWS_ENDPOINT_URL": auth_stack["aws"], "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+    added = subprocess.run([sys.executable, "-m", "pancscan_local.hospital_client", "--user-pool-id", auth_stack["pool"], "add", "other-hospital"],
+                           capture_output=True, text=True, env=env, cwd=Path(__file__).parents[2], check=True)
+    other_id, other_secret = re.search(r"client id:\s+(\S+)\nclient secret:\s+(\S+)", added.stdout).groups()
+    other = token(auth_stack, other_id, other_secret)
+    assert requests.get(scan_url, headers=bearer(other)).status_code == 404
+    assert requests.delete(scan_url, headers=bearer(other)).status_code == 404
+    assert requests.post(f"{auth_stack['url']}/v1/scans", json=SCAN, headers=bearer(other)).status_code == 201
+    # the client's secret is never written to the stack's log
+    assert other_secret not in auth_stack["log"].read_text()
+    # its owner deletes it
+    assert requests.delete(scan_url, headers=bearer(own)).status_code == 204
+    assert requests.get(scan_url, headers=bearer(own)).status_code == 404
+
+
+def test_the_running_api_with_auth_conforms_to_its_document(auth_stack, tmp_path):
+    cli = Path(sys.executable).parent / "schemathesis"
+    access = token(auth_stack, auth_stack["client_id"], auth_stack["secret"])
+    result = subprocess.run(
+        [str(cli), "run", f"{auth_stack['url']}/v1/openapi.json", "--url", auth_stack["url"], "-H", f"Authorization: Bearer {access}",
+         "--max-examples", "25", "--seed", "1", "--no-color"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
