@@ -411,7 +411,15 @@ function wire() {
   $("show-heatmap").addEventListener("change", () => shown && drawView());
   $("opacity").addEventListener("input", () => shown && drawView());
   loadConfig()
-    .then((c) => { $("max-size").textContent = megabytes(c.maxUploadBytes); })
+    .then((c) => {
+      $("max-size").textContent = megabytes(c.maxUploadBytes);
+      if (c.auth === "jwt") {
+        // hospital clients only: the API refuses calls without an access token, so no upload here
+        $("file").disabled = true;
+        $("file-error").textContent = "This deployment accepts hospital systems only (API clients with access tokens); " +
+          "uploads from this page are turned off. Integrators: see the API description at " + c.apiUrl + "/v1/openapi.json.";
+      }
+    })
     .catch((error) => { $("file-error").textContent = error.message; });
   renderRecent();
 }

@@ -57,3 +57,14 @@ class InMemoryUploadStore:
     def delete(self, key: str) -> None:
         self.objects.pop(key, None)
         self.deleted.append(key)
+
+
+class InMemoryResearchStore:
+    def __init__(self):
+        self.kept: dict[str, tuple[dict, int]] = {}
+
+    def keep(self, entry: dict, expires_at: int) -> None:
+        self.kept[entry["scan_id"]] = (copy.deepcopy(entry), expires_at)
+
+    def entries(self):
+        return [entry for entry, _ in self.kept.values()]

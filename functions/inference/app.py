@@ -13,8 +13,8 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pancscan.aws import DynamoScanStore, S3UploadStore
-from pancscan.inference import process_upload
+from pancscan.aws import DynamoResearchStore, DynamoScanStore, S3UploadStore
+from pancscan.inference import Retention, process_upload
 from pancscan.model import load_model
 from pancscan.predict import predict_bytes
 from pancscan.settings import Settings
@@ -23,6 +23,7 @@ logger = Logger(service="pancscan-inference")
 settings = Settings.from_env()
 store = DynamoScanStore(settings.table)
 uploads = S3UploadStore(settings.bucket)
+retention = Retention(DynamoResearchStore(settings.research_table), settings.research_retention_days) if settings.research_table else None
 model = load_model()
 
 
@@ -38,7 +39,7 @@ def handler(event: S3Event, context: LambdaContext) -> dict:
         key = unquote_plus(record.s3.get_object.key)  # S3 events carry URL-encoded keys
         started = time.perf_counter()
         outcome = process_upload(key, uploads, store, score, max_bytes=settings.max_upload_bytes, now=int(time.time()),
-                                 lease_seconds=settings.processing_lease_seconds)
+                                 lease_seconds=settings.processing_lease_seconds, retention=retention)
         logger.info("upload processed", extra={"scan_id": outcome.scan_id, "status": outcome.status,
                                               "reason_code": outcome.reason_code,
                                               "seconds": round(time.perf_counter() - started, 3)})

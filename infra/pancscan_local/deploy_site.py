@@ -25,7 +25,8 @@ def stack_outputs(cloudformation, stack: str) -> dict[str, str]:
 
 
 def site_config(outputs: dict[str, str]) -> dict:
-    return {"apiUrl": outputs["ApiUrl"], "maxUploadBytes": int(outputs["MaxUploadBytes"])}
+    return {"apiUrl": outputs["ApiUrl"], "maxUploadBytes": int(outputs["MaxUploadBytes"]),
+            "auth": "jwt" if "UserPoolId" in outputs else "off"}  # UserPoolId exists with AuthMode jwt only
 
 
 def upload_site(s3, bucket: str, config: dict) -> list[str]:

@@ -13,9 +13,14 @@ def create_resources(s3, dynamodb, *, bucket: str, table: str, site_origin: str)
     s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=settings["lifecycle"])
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=settings["encryption"])
     s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=settings["public_access_block"])
-    spec = table_definition()
-    dynamodb.create_table(TableName=table, **spec["create"])
-    dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec["ttl_attribute"]})
+    create_table(dynamodb, table, "ScansTable")
+
+
+def create_table(dynamodb, name: str, resource: str) -> None:
+    """A table as template.yaml's ``resource`` defines it (keys, billing, TTL)."""
+    spec = table_definition(resource)
+    dynamodb.create_table(TableName=name, **spec["create"])
+    dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec["ttl_attribute"]})
 
 
 def notify_queue(s3, sqs, *, bucket: str, queue: str) -> str:

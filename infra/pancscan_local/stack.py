@@ -29,12 +29,13 @@ from moto.server import ThreadedMotoServer
 from pancscan.settings import Settings
 from pancscan_local.auth import Denied, LocalIssuer, authorize, event_authorizer
 from pancscan_local.lambda_runtime import LocalContext, http_api_event, load_handler, response_parts
-from pancscan_local.resources import create_resources, notify_queue
+from pancscan_local.resources import create_resources, create_table, notify_queue
 from pancscan_local.template import REPO, api_routes
 
 SITE = REPO / "site"
 BUCKET = "pancscan-local-uploads"
 TABLE = "pancscan-local-scans"
+RESEARCH_TABLE = "pancscan-local-research"
 QUEUE = "pancscan-local-uploads-events"
 REGION = "us-east-1"
 
@@ -60,6 +61,7 @@ class LocalStack:
     s3_port: int = 5000
     max_upload_bytes: int | None = None
     auth: bool = False  # AuthMode jwt: hospital clients with access tokens only
+    research_days: int = 0  # ResearchRetentionDays: 0 = off
 
     @property
     def url(self) -> str:
@@ -82,6 +84,8 @@ class LocalStack:
         }
         if self.max_upload_bytes:
             env["MAX_UPLOAD_BYTES"] = str(self.max_upload_bytes)
+        env["RESEARCH_TABLE_NAME"] = RESEARCH_TABLE if self.research_days else ""
+        env["RESEARCH_RETENTION_DAYS"] = str(self.research_days)
         env["AUTH_MODE"] = "jwt" if self.auth else "off"
         env["TOKEN_URL"] = f"{self.url}/local-auth/oauth2/token" if self.auth else ""
         return env
@@ -101,6 +105,8 @@ class LocalStack:
         s3, sqs = self.client("s3"), self.client("sqs")
         create_resources(s3, self.client("dynamodb"), bucket=BUCKET, table=TABLE, site_origin=self.url)
         self._queue_url = notify_queue(s3, sqs, bucket=BUCKET, queue=QUEUE)
+        if self.research_days:
+            create_table(self.client("dynamodb"), RESEARCH_TABLE, "ResearchTable")
         self.routes = api_routes(self.auth)
         if self.auth:
             self.issuer = LocalIssuer(self.client("cognito-idp"), self.url)
@@ -153,7 +159,7 @@ class LocalStack:
             return response_parts(self._api(event, LocalContext("pancscan-api", memory_limit_in_mb=256)))
 
     def config(self) -> dict:
-        return {"apiUrl": self.url, "maxUploadBytes": Settings.from_env().max_upload_bytes}
+        return {"apiUrl": self.url, "maxUploadBytes": Settings.from_env().max_upload_bytes, "auth": "jwt" if self.auth else "off"}
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -243,8 +249,8 @@ def _gateway(stack: LocalStack) -> type[BaseHTTPRequestHandler]:
     return Gateway
 
 
-def serve(host: str, port: int, s3_port: int, auth: bool = False) -> None:
-    stack = LocalStack(host, port, s3_port, auth=auth).start()
+def serve(host: str, port: int, s3_port: int, auth: bool = False, research_days: int = 0) -> None:
+    stack = LocalStack(host, port, s3_port, auth=auth, research_days=research_days).start()
     print(f"PancScan (research software, not a medical device) is running:\n"
           f"  site  {stack.url}/\n  API   {stack.url}/v1/health\n  AWS stand-in (moto) {stack.aws_endpoint}", flush=True)
     if auth:
@@ -252,6 +258,9 @@ def serve(host: str, port: int, s3_port: int, auth: bool = False) -> None:
         print(f"  hospital clients only (AuthMode jwt); user pool {stack.issuer.pool_id}\n"
               f"  a local hospital client: PANCSCAN_TOKEN_URL={stack.issuer.token_url} "
               f"PANCSCAN_CLIENT_ID={client_id} PANCSCAN_CLIENT_SECRET={secret}", flush=True)
+    if research_days:
+        print(f"  research retention {research_days} days: AWS_ENDPOINT_URL={stack.aws_endpoint} "
+              f"pancscan export-results --table {RESEARCH_TABLE}", flush=True)
     print("Ctrl-C stops it.", flush=True)
     # SIGTERM (service managers, `kill`) stops it as cleanly as Ctrl-C
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

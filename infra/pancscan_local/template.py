@@ -58,9 +58,9 @@ def resolve(value, parameters: dict, conditions: dict[str, bool] | None = None):
     return value
 
 
-def table_definition(template: dict | None = None) -> dict:
-    """create_table arguments and the TTL attribute of the scans table, as template.yaml has them."""
-    props = resource("ScansTable", template)
+def table_definition(name: str = "ScansTable", template: dict | None = None) -> dict:
+    """create_table arguments and the TTL attribute of a table, as template.yaml has them."""
+    props = resource(name, template)
     return {
         "create": {k: props[k] for k in ("AttributeDefinitions", "KeySchema", "BillingMode")},
         "ttl_attribute": props["TimeToLiveSpecification"]["AttributeName"],

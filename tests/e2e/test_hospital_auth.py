@@ -123,3 +123,17 @@ def test_the_running_api_with_auth_conforms_to_its_document(auth_stack, tmp_path
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_the_page_says_uploads_are_for_hospital_systems_only(auth_stack):
+    from tests.e2e.test_site import CHROMIUM, FLAGS
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page()
+        page.goto(auth_stack["url"] + "/")
+        page.wait_for_function("document.getElementById('file').disabled")
+        assert "hospital systems only" in page.text_content("#file-error")
+        browser.close()

@@ -13,7 +13,8 @@ OUTPUTS = {"ApiUrl": "https://abc123.execute-api.eu-west-1.amazonaws.com/dev", "
 
 
 def test_config_comes_from_the_stack_outputs():
-    assert site_config(OUTPUTS) == {"apiUrl": OUTPUTS["ApiUrl"], "maxUploadBytes": 209715200}
+    assert site_config(OUTPUTS) == {"apiUrl": OUTPUTS["ApiUrl"], "maxUploadBytes": 209715200, "auth": "off"}
+    assert site_config(OUTPUTS | {"UserPoolId": "eu-west-1_x"})["auth"] == "jwt"
 
 
 def test_the_site_is_uploaded_with_content_types_and_an_uncached_config(monkeypatch):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from typing import Iterator
 
 import boto3
 from botocore.config import Config
@@ -95,6 +97,29 @@ class DynamoScanStore:
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
+
+
+class DynamoResearchStore:
+    """De-identified results kept for research (pancscan.research); the entry is kept as JSON text."""
+
+    def __init__(self, table_name: str, resource=None):
+        self.table = (resource or boto3.resource("dynamodb", config=_config())).Table(table_name)
+
+    def keep(self, entry: dict, expires_at: int) -> None:
+        self.table.put_item(Item={"scan_id": entry["scan_id"], "entry": json.dumps(entry), "expires_at": expires_at})
+
+    def entries(self, now: int | None = None) -> Iterator[dict]:
+        """Every unexpired entry (DynamoDB deletes expired items only eventually)."""
+        now = int(time.time()) if now is None else now
+        arguments = {}
+        while True:
+            page = self.table.scan(**arguments)
+            for item in page["Items"]:
+                if int(item["expires_at"]) > now:
+                    yield json.loads(item["entry"])
+            if "LastEvaluatedKey" not in page:
+                return
+            arguments = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
 
 
 class S3UploadStore:

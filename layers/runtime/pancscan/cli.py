@@ -103,10 +103,24 @@ def _submit(args: argparse.Namespace) -> int:
     return 0 if not counts.get("error") else 1
 
 
+def _export_results(args: argparse.Namespace) -> int:
+    from pancscan.aws import DynamoResearchStore
+    from pancscan.research import write_csv
+
+    entries = DynamoResearchStore(args.table).entries()
+    if args.out == "-":
+        count = write_csv(entries, sys.stdout)
+    else:
+        with open(args.out, "w", newline="") as out:
+            count = write_csv(entries, out)
+    print(f"{count} results", file=sys.stderr)
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from pancscan_local.stack import serve
 
-    serve(args.host, args.port, args.s3_port, auth=args.auth)
+    serve(args.host, args.port, args.s3_port, auth=args.auth, research_days=args.research_days)
     return 0
 
 
@@ -158,12 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--retries", type=int, default=4, help="per request, with exponential backoff")
     submit.set_defaults(run=_submit)
 
+    export = commands.add_parser("export-results", help="the de-identified results kept for research (ResearchRetentionDays) as CSV")
+    export.add_argument("--table", required=True, help="the stack's ResearchTableName output (AWS credentials from the environment)")
+    export.add_argument("--out", default="-", help="a CSV file (default: standard output)")
+    export.set_defaults(run=_export_results)
+
     serve = commands.add_parser("serve", help="run the site, API and inference locally against moto (no AWS account)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080, help="site and API")
     serve.add_argument("--s3-port", type=int, default=5000, help="the AWS stand-in (moto: S3, DynamoDB, SQS, Cognito)")
     serve.add_argument("--auth", action="store_true",
                        help="as deployed with AuthMode jwt: hospital clients with access tokens only (prints a local client's id and secret)")
+    serve.add_argument("--research-days", type=int, default=0, help="keep de-identified results this many days (0: off)")
     serve.set_defaults(run=_serve)
     return parser
 

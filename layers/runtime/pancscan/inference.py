@@ -7,7 +7,8 @@ it, record the result.
 Retries: an error before the read (throttling on the claim, say) leaves the object in place, and
 Lambda's async retry processes it. If an invocation dies after claiming (a timeout), the claim's
 lease (the function's timeout) runs out and the retry takes over: it scores the object if it is
-still there, and records ``failed`` if it is gone. Either way the scan ends with one final record.
+still there, and records ``failed`` if it is gone. Either way the scan ends with one final record
+(and, with research retention on, one de-identified research entry).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from PIL import Image
 
 from pancscan.errors import FAILURE_CODES, ScanRejected
 from pancscan.predict import ScanResult
+from pancscan.research import ResearchStore, research_entry
 from pancscan.scans import BUSY, FAILED, GONE, REJECTED, ScanStore, UploadStore, scan_id_from_key
 
 Scorer = Callable[[bytes], ScanResult]
@@ -51,6 +53,14 @@ def result_pngs(scored: ScanResult) -> dict[str, bytes]:
     return pngs
 
 
+@dataclass(frozen=True)
+class Retention:
+    """Research retention (off unless configured): where de-identified results go, for how long."""
+
+    store: ResearchStore
+    days: int
+
+
 class UploadMissing(Exception):
     pass
 
@@ -73,7 +83,7 @@ def take_upload(key: str, uploads: UploadStore, max_bytes: int) -> bytes:
 
 
 def process_upload(key: str, uploads: UploadStore, scans: ScanStore, score: Scorer, *, max_bytes: int, now: int,
-                   lease_seconds: int = 60) -> Outcome:
+                   lease_seconds: int = 60, retention: Retention | None = None) -> Outcome:
     """Handle one ObjectCreated record's (URL-decoded) key. Unexpected errors are recorded as
     ``failed`` and then raised, so that they count as function errors."""
     scan_id = scan_id_from_key(key)
@@ -83,22 +93,26 @@ def process_upload(key: str, uploads: UploadStore, scans: ScanStore, score: Scor
     if claim == GONE:
         uploads.delete(key)  # unknown, or already final: nothing will score it
         return Outcome(scan_id, "ignored")
+
+    def record(status: str, result: dict, pngs: dict[str, bytes] | None = None, code: str | None = None) -> Outcome:
+        scans.finish(scan_id, status, result, pngs or {}, now)
+        if retention:
+            retention.store.keep(research_entry(scan_id, status, result, now), now + retention.days * 86400)
+        return Outcome(scan_id, status, code)
+
     try:
         scored = score(take_upload(key, uploads, max_bytes))
     except ScanRejected as reason:
-        scans.finish(scan_id, REJECTED, {"reason": reason.as_dict()}, {}, now)
-        return Outcome(scan_id, REJECTED, reason.code)
+        return record(REJECTED, {"reason": reason.as_dict()}, code=reason.code)
     except UploadMissing:
-        return _fail(scans, scan_id, "upload_missing", now)
+        return record(FAILED, _failure("upload_missing"), code="upload_missing")
     except Exception as error:
-        _fail(scans, scan_id, "processing_error", now)
+        record(FAILED, _failure("processing_error"))
         # Only the error's type reaches the logs: messages of parsers can quote header values.
         raise ProcessingError(type(error).__name__) from None
     result = {name: value for name, value in scored.as_dict().items() if name != "status"}
-    scans.finish(scan_id, scored.status, result, result_pngs(scored), now)
-    return Outcome(scan_id, scored.status, scored.reason.code if scored.reason else None)
+    return record(scored.status, result, result_pngs(scored), scored.reason.code if scored.reason else None)
 
 
-def _fail(scans: ScanStore, scan_id: str, code: str, now: int) -> Outcome:
-    scans.finish(scan_id, FAILED, {"reason": {"code": code, "message": FAILURE_CODES[code]}}, {}, now)
-    return Outcome(scan_id, FAILED, code)
+def _failure(code: str) -> dict:
+    return {"reason": {"code": code, "message": FAILURE_CODES[code]}}

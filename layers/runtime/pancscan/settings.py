@@ -51,6 +51,10 @@ class Settings:
             research_retention_days=int(env.get("RESEARCH_RETENTION_DAYS") or 0),
         )
 
+    def __post_init__(self):
+        if self.research_table and self.research_retention_days < 1:
+            raise RuntimeError("RESEARCH_RETENTION_DAYS must be at least 1 when RESEARCH_TABLE_NAME is set")
+
     @property
     def auth_required(self) -> bool:
         return self.auth_mode == "jwt"

@@ -1,0 +1,52 @@
+"""Research retention: off unless configured; de-identified entries for every final result; CSV export."""
+
+import csv
+import io
+
+from pancscan.errors import ScanRejected
+from pancscan.inference import Retention, process_upload
+from pancscan.research import CSV_FIELDS, research_entry, write_csv
+from tests.fakes import InMemoryResearchStore
+from tests.unit.test_inference_process import MAX, CountingScorer, world  # noqa: F401  (a fixture)
+
+NOW = 1_800_000_123  # 2027-01-15
+
+
+def scored(world, scorer, retention):
+    table, bucket, key, _ = world
+    return process_upload(key, bucket, table, scorer, max_bytes=MAX, now=NOW, retention=retention)
+
+
+def test_off_keeps_nothing_beyond_the_scan_record(world):
+    outcome = scored(world, CountingScorer(), retention=None)
+    assert outcome.status == "complete"  # and there is no research store to write to
+
+
+def test_each_final_result_is_kept_de_identified_for_the_retention_period(world):
+    research = InMemoryResearchStore()
+    table, _, _, scan_id = world
+    scored(world, CountingScorer(), Retention(research, days=365))
+    entry, expires_at = research.kept[scan_id]
+    assert expires_at == NOW + 365 * 86400
+    assert list(entry) == CSV_FIELDS
+    assert entry["scored_on"] == "2027-01-15" and entry["status"] == "complete" and entry["probability"] == 0.2
+    # nothing of the record beyond the model's output and the technical allow-list
+    record = table.get(scan_id)
+    assert record.token_hash not in str(entry)
+    assert all(not isinstance(value, (bytes, dict)) and len(str(value)) < 64 for value in entry.values())  # no images
+
+
+def test_rejected_and_failed_scans_are_kept_with_their_reason(world):
+    research = InMemoryResearchStore()
+    scored(world, CountingScorer(error=ScanRejected("not_abdominal_ct", "x")), Retention(research, days=30))
+    (entry,) = research.entries()
+    assert entry["status"] == "rejected" and entry["reason_code"] == "not_abdominal_ct" and entry["probability"] is None
+
+
+def test_the_export_is_csv_oldest_first():
+    later = research_entry("b", "complete", {"probability": 0.9, "technical": {"format": "dicom", "slices": 40}}, NOW + 86400)
+    earlier = research_entry("a", "failed", {"reason": {"code": "upload_missing"}}, NOW)
+    out = io.StringIO()
+    assert write_csv([later, earlier], out) == 2
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [r["scan_id"] for r in rows] == ["a", "b"] and rows[1]["slices"] == "40" and rows[0]["reason_code"] == "upload_missing"
