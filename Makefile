@@ -12,7 +12,7 @@ TOOLS ?= .tools
 SAM_CLI ?= .sam-cli
 STACK ?= pancscan-dev
 
-.PHONY: install run test test-unit chromium build-inference tools sam-cli deploy audit predict evaluate train bench bench-pipeline load fuzz clean
+.PHONY: install run test test-unit chromium build-inference tools sam-cli deploy hospital-client audit predict evaluate train bench bench-pipeline load fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ deploy: install sam-cli
 	$(SAM_CLI)/bin/sam build
 	$(SAM_CLI)/bin/sam deploy --config-env $(or $(ENV),default)
 	$(PY) -m pancscan_local.deploy_site --stack $(STACK)
+
+# A hospital's app client (AuthMode jwt): prints its id and secret once. Runbook: README, "Deploy to AWS".
+hospital-client: install
+	@test -n "$(NAME)" || (echo "usage: make hospital-client NAME=<hospital> [STACK=...]" >&2; exit 2)
+	$(PY) -m pancscan_local.hospital_client --stack $(STACK) add $(NAME)
 
 # Known vulnerabilities in both functions' pinned requirements (needs PyPI's vulnerability data;
 # --strict fails when a package cannot be audited).

@@ -165,3 +165,15 @@ def test_sam_validate_lint_is_clean():
     result = subprocess.run([str(sam), "validate", "--lint", "-t", str(TEMPLATE)], capture_output=True, text=True, timeout=300,
                             env={"PATH": "/usr/bin:/bin", "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1", "HOME": str(REPO / ".sam-cli")})
     assert result.returncode == 0 and "is a valid SAM Template" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_samconfig_sets_only_parameters_the_template_has_with_allowed_values():
+    import tomllib
+
+    config = tomllib.loads((REPO / "samconfig.toml").read_text())
+    parameters = load_template()["Parameters"]
+    for environment in ("default", "prod"):
+        for pair in config[environment]["deploy"]["parameters"]["parameter_overrides"].split():
+            name, value = pair.split("=", 1)
+            assert name in parameters, name
+            assert value in parameters[name].get("AllowedValues", [value]), pair
