@@ -176,4 +176,4 @@ def test_samconfig_sets_only_parameters_the_template_has_with_allowed_values():
         for pair in config[environment]["deploy"]["parameters"]["parameter_overrides"].split():
             name, value = pair.split("=", 1)
             assert name in parameters, name
-            assert value in parameters[name].get("AllowedValues", [value]), pair
+            assert value in [str(v) for v in parameters[name].get("AllowedValues", [value])], pair
