@@ -3,6 +3,8 @@
 import csv
 import json
 
+import pydicom
+
 from pancscan.cli import main
 from tests.dicom_factory import PHI_STRINGS, ct_dataset, display_to_hu, to_bytes
 
@@ -16,15 +18,22 @@ def test_a_folder_is_submitted_concurrently_written_as_jsonl_and_csv_and_a_rerun
         (scans / path.name).write_bytes(path.read_bytes())
     (scans / "notes.txt").write_text("not a scan")
     out = tmp_path / "out"
-    assert main(["submit", "--api", local_stack.url, "--out", str(out), "--concurrency", "3", str(scans)]) == 0
+    captures = tmp_path / "sc"
+    assert main(["submit", "--api", local_stack.url, "--out", str(out), "--concurrency", "3", "--dicom-sc", str(captures), str(scans)]) == 0
     counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert counts == {"skipped_not_a_scan": 1, "already_done": 0, "complete": 4}
+    assert counts == {"skipped_not_a_scan": 1, "already_done": 0, "complete": 4, "dicom_sc_written": 1}
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(records) == 4 and {r["status"] for r in records} == {"complete"}
     series = [r for r in records if r["path"].endswith("series_a")]
     assert series[0]["slices"] == 3
     with (out / "results.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 4
+    # the series' result as a Secondary Capture in its study: header values copied here, locally
+    (capture,) = captures.glob("*.dcm")
+    source = pydicom.dcmread(scans / "series_a" / "IM0")
+    filed = pydicom.dcmread(capture)
+    assert capture.stem == series[0]["scan_id"] and filed.StudyInstanceUID == source.StudyInstanceUID
+    assert filed.PatientID == source.PatientID and filed.SeriesInstanceUID != source.SeriesInstanceUID
     text = (out / "results.jsonl").read_text() + (out / "results.csv").read_text()
     assert not any(secret in text for secret in PHI_STRINGS)
     # a rerun sends nothing again

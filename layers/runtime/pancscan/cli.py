@@ -98,7 +98,7 @@ def _submit(args: argparse.Namespace) -> int:
             raise SystemExit("with a client id, give --token-url and the secret in PANCSCAN_CLIENT_SECRET")
         credentials = ClientCredentials(args.token_url, args.client_id, secret, args.retries)
     counts = run([Path(p) for p in args.paths], args.api, Path(args.out), token=args.token, credentials=credentials,
-                 concurrency=args.concurrency, retries=args.retries)
+                 concurrency=args.concurrency, retries=args.retries, dicom_sc=Path(args.dicom_sc) if args.dicom_sc else None)
     print(json.dumps(counts))
     return 0 if not counts.get("error") else 1
 
@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--token-url", default=os.environ.get("PANCSCAN_TOKEN_URL"),
                         help="the token endpoint (the stack's TokenUrl output; default $PANCSCAN_TOKEN_URL)")
     submit.add_argument("--out", default="pancscan-results", help="folder for results.jsonl and results.csv")
+    submit.add_argument("--dicom-sc", metavar="FOLDER",
+                        help="also write each DICOM scan's result as a DICOM Secondary Capture (heatmap and result burned in), "
+                             "filed into the source study with its patient and study attributes copied here, locally")
     submit.add_argument("--concurrency", type=int, default=4)
     submit.add_argument("--retries", type=int, default=4, help="per request, with exponential backoff")
     submit.set_defaults(run=_submit)

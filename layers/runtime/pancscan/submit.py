@@ -4,6 +4,9 @@ Each scan is created, uploaded to its presigned form under a neutral name, and f
 has a final status. Results go to ``results.jsonl`` (appended as they come) and ``results.csv`` in
 the output folder; a rerun skips the files whose content already has a final result there.
 
+With ``dicom_sc``, each complete result of a DICOM scan is also written as a DICOM Secondary Capture
+filed into the source study (pancscan.secondary_capture), from headers read here, never sent.
+
 Where the API takes hospital clients only, the client either sends a given bearer token or, with a
 client id and secret, gets access tokens itself (client-credentials flow) and renews them.
 """
@@ -12,22 +15,26 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import random
 import sys
 import threading
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
+import pydicom
 import requests
 
 from pancscan.archive import zip_folder
 from pancscan.dicom import is_dicom
 from pancscan.scan_input import detect_format
+from pancscan.secondary_capture import can_capture, secondary_capture
 
 FINAL = ("complete", "rejected", "failed")
 CSV_FIELDS = ["path", "sha256", "scan_id", "status", "label", "probability", "confidence", "threshold",
@@ -83,6 +90,32 @@ def collect(paths: list[Path]) -> tuple[list[Scan], list[Path]]:
     for path in paths:
         add_folder(path) if path.is_dir() else add_file(path)
     return scans, skipped
+
+
+def dicom_header(scan: Scan):
+    """The first DICOM header of a scan (one file, or a series zip), read here for a capture; None
+    for other formats and unreadable headers."""
+    data = scan.data
+    try:
+        if scan.content_type == "application/zip":
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                names = sorted(n for n in archive.namelist() if not n.endswith("/"))
+                data = next((archive.read(n) for n in names if is_dicom(archive.open(n).read(132))), b"")
+        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True) if is_dicom(data[:132]) else None
+    except Exception:  # a header we cannot read gives no capture, not a failed batch
+        return None
+
+
+def write_capture(scan: Scan, result: dict, folder: Path) -> Path | None:
+    """The result as a Secondary Capture in the source study, or None when there is nothing to draw
+    or no DICOM source."""
+    header = dicom_header(scan) if can_capture(result) else None
+    if header is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{result['scan_id']}.dcm"
+    secondary_capture(result, header).save_as(target, enforce_file_format=True)
+    return target
 
 
 def with_retries(call: Callable[[], requests.Response], retries: int, base_s: float = 0.5) -> requests.Response:
@@ -206,7 +239,8 @@ def write_csv(results: Path, csv_path: Path) -> None:
 
 
 def run(paths: list[Path], api: str, out: Path, *, token: str | None = None, credentials: ClientCredentials | None = None,
-        concurrency: int = 4, retries: int = 4, poll_s: float = 1.0, progress=sys.stderr) -> dict[str, int]:
+        concurrency: int = 4, retries: int = 4, poll_s: float = 1.0, dicom_sc: Path | None = None,
+        progress=sys.stderr) -> dict[str, int]:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
     scans, skipped = collect(paths)
@@ -223,6 +257,8 @@ def run(paths: list[Path], api: str, out: Path, *, token: str | None = None, cre
                 result = future.result()
             except Exception as error:  # recorded, and retried by the next run
                 result = {"status": "error", "reason": {"code": "client_error", "message": str(error)[:200]}}
+            if dicom_sc and write_capture(scan, result, dicom_sc):
+                counts["dicom_sc_written"] = counts.get("dicom_sc_written", 0) + 1
             with lock:
                 results.write(json.dumps(row(scan, result)) + "\n")
                 results.flush()
