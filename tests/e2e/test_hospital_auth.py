@@ -113,6 +113,26 @@ def test_the_batch_client_gets_its_tokens_and_only_its_hospital_reads_its_scans(
     assert requests.delete(scan_url, headers=bearer(own)).status_code == 204
     assert requests.get(scan_url, headers=bearer(own)).status_code == 404
 
+    # rotation's last step: the old client is removed; it gets no new token, and (locally, where the
+    # pool's clients are the audience) its issued token stops working
+    def tool(*args):
+        return subprocess.run([sys.executable, "-m", "pancscan_local.hospital_client", "--user-pool-id", auth_stack["pool"], *args],
+                              capture_output=True, text=True, env=env, cwd=Path(__file__).parents[2], check=True).stdout
+    assert f"{other_id}\tother-hospital" in tool("list")
+    tool("remove", other_id)
+    assert other_id not in tool("list")
+    assert requests.post(auth_stack["token_url"], data={"grant_type": "client_credentials"}, auth=(other_id, other_secret)).status_code == 400
+    assert requests.post(f"{auth_stack['url']}/v1/scans", json=SCAN, headers=bearer(other)).status_code == 401
+
+
+def test_tokens_verify_against_the_published_jwks(auth_stack):
+    keys = requests.get(auth_stack["token_url"].replace("/oauth2/token", "/.well-known/jwks.json")).json()
+    access = token(auth_stack, auth_stack["client_id"], auth_stack["secret"])
+    key = jwt.PyJWK(next(k for k in keys["keys"] if k["kid"] == jwt.get_unverified_header(access)["kid"]))
+    claims = jwt.decode(access, key.key, algorithms=["RS256"])
+    assert claims["client_id"] == auth_stack["client_id"] and claims["token_use"] == "access"
+    assert set(claims["scope"].split()) == {"pancscan/submit", "pancscan/read"} and claims["exp"] - claims["iat"] == 3600
+
 
 def test_the_running_api_with_auth_conforms_to_its_document(auth_stack, tmp_path):
     cli = Path(sys.executable).parent / "schemathesis"
