@@ -32,6 +32,11 @@ class CountingScorer:
 
 @pytest.fixture
 def world():
+    return new_world()
+
+
+def new_world():
+    """A pending scan and its uploaded object: (table, bucket, key, scan id)."""
     table, bucket = InMemoryScanStore(), InMemoryUploadStore()
     record, _ = scans.new_scan(scans.UploadRequest("a.png", "image/png", 10), now=0, ttl_seconds=100)
     table.create(record)

@@ -3,11 +3,14 @@
 import csv
 import io
 
+import pytest
+
 from pancscan.errors import ScanRejected
 from pancscan.inference import Retention, process_upload
 from pancscan.research import CSV_FIELDS, research_entry, write_csv
+from pancscan.settings import Settings
 from tests.fakes import InMemoryResearchStore
-from tests.unit.test_inference_process import MAX, CountingScorer, world  # noqa: F401  (a fixture)
+from tests.unit.test_inference_process import MAX, CountingScorer, new_world
 
 NOW = 1_800_000_123  # 2027-01-15
 
@@ -17,12 +20,17 @@ def scored(world, scorer, retention):
     return process_upload(key, bucket, table, scorer, max_bytes=MAX, now=NOW, retention=retention)
 
 
-def test_off_keeps_nothing_beyond_the_scan_record(world):
-    outcome = scored(world, CountingScorer(), retention=None)
-    assert outcome.status == "complete"  # and there is no research store to write to
+def test_retention_is_off_unless_a_table_is_configured_and_then_needs_a_period():
+    base = {"BUCKET_NAME": "b", "TABLE_NAME": "t"}
+    assert Settings.from_env(base).research_table == "" and Settings.from_env(base).research_retention_days == 0
+    on = Settings.from_env(base | {"RESEARCH_TABLE_NAME": "r", "RESEARCH_RETENTION_DAYS": "365"})
+    assert (on.research_table, on.research_retention_days) == ("r", 365)
+    with pytest.raises(RuntimeError, match="RESEARCH_RETENTION_DAYS"):
+        Settings.from_env(base | {"RESEARCH_TABLE_NAME": "r", "RESEARCH_RETENTION_DAYS": "0"})
 
 
-def test_each_final_result_is_kept_de_identified_for_the_retention_period(world):
+def test_each_final_result_is_kept_de_identified_for_the_retention_period():
+    world = new_world()
     research = InMemoryResearchStore()
     table, _, _, scan_id = world
     scored(world, CountingScorer(), Retention(research, days=365))
@@ -36,7 +44,8 @@ def test_each_final_result_is_kept_de_identified_for_the_retention_period(world)
     assert all(not isinstance(value, (bytes, dict)) and len(str(value)) < 64 for value in entry.values())  # no images
 
 
-def test_rejected_and_failed_scans_are_kept_with_their_reason(world):
+def test_rejected_and_failed_scans_are_kept_with_their_reason():
+    world = new_world()
     research = InMemoryResearchStore()
     scored(world, CountingScorer(error=ScanRejected("not_abdominal_ct", "x")), Retention(research, days=30))
     (entry,) = research.entries()
