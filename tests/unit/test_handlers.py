@@ -173,3 +173,10 @@ def test_with_hospital_auth_the_openapi_document_names_the_client_credentials_sc
     flow = document["components"]["securitySchemes"]["hospitalClient"]["flows"]["clientCredentials"]
     assert flow["tokenUrl"].endswith("/oauth2/token") and set(flow["scopes"]) == {"pancscan/submit", "pancscan/read"}
     assert set(document["paths"]["/v1/scans/{scan_id}"]["get"]["responses"]) >= {"401", "403", "404"}
+
+
+def test_an_unknown_auth_mode_fails_at_cold_start_not_on_a_request():
+    from pancscan.settings import Settings
+
+    with pytest.raises(RuntimeError, match="AUTH_MODE"):
+        Settings.from_env({"BUCKET_NAME": "b", "TABLE_NAME": "t", "AUTH_MODE": "cognito"})
