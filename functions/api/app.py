@@ -108,7 +108,8 @@ class ScanView(BaseModel):
 
 
 def errors(*codes: int) -> dict:
-    descriptions = {400: "invalid request", 404: "unknown scan, or wrong or missing token", 409: "no final result yet"}
+    descriptions = {400: "invalid request", 409: "no final result yet",
+                    404: "unknown scan, or another client's" if settings.auth_required else "unknown scan, or wrong or missing token"}
     answers = {code: {"description": descriptions[code], "content": {"application/json": {"model": ErrorBody}}} for code in codes}
     if settings.auth_required:  # API Gateway's own answers, before the function runs
         answers[401] = {"description": "no valid access token", "content": {"application/json": {"model": GatewayError}}}
@@ -124,7 +125,8 @@ class UploadForm(BaseModel):
 
 class CreatedScan(BaseModel):
     scan_id: str
-    result_token: str
+    result_token: str = Field(description="Reads and deletes the scan (header X-Scan-Token) in the public flow; "
+                                          "with hospital clients, the creating client's access token does instead.")
     upload: UploadForm
 
 
