@@ -45,13 +45,15 @@ class Settings:
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)),
             result_ttl_days=int(env.get("RESULT_TTL_DAYS", DEFAULT_RESULT_TTL_DAYS)),
             processing_lease_seconds=int(env.get("PROCESSING_LEASE_SECONDS", 60)),
-            auth_mode=_one_of(env.get("AUTH_MODE") or "off", ("off", "jwt"), "AUTH_MODE"),
+            auth_mode=env.get("AUTH_MODE") or "off",
             token_url=env.get("TOKEN_URL", ""),
             research_table=env.get("RESEARCH_TABLE_NAME", ""),
             research_retention_days=int(env.get("RESEARCH_RETENTION_DAYS") or 0),
         )
 
     def __post_init__(self):
+        if self.auth_mode not in ("off", "jwt"):
+            raise RuntimeError(f"AUTH_MODE must be off or jwt, not {self.auth_mode!r}")
         if self.research_table and self.research_retention_days < 1:
             raise RuntimeError("RESEARCH_RETENTION_DAYS must be at least 1 when RESEARCH_TABLE_NAME is set")
 
@@ -59,8 +61,3 @@ class Settings:
     def auth_required(self) -> bool:
         return self.auth_mode == "jwt"
 
-
-def _one_of(value: str, allowed: tuple[str, ...], name: str) -> str:
-    if value not in allowed:
-        raise RuntimeError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
-    return value
