@@ -112,8 +112,12 @@ def errors(*codes: int) -> dict:
                     404: "unknown scan, or another client's" if settings.auth_required else "unknown scan, or wrong or missing token"}
     answers = {code: {"description": descriptions[code], "content": {"application/json": {"model": ErrorBody}}} for code in codes}
     if settings.auth_required:  # API Gateway's own answers, before the function runs
-        answers[401] = {"description": "no valid access token", "content": {"application/json": {"model": GatewayError}}}
-        answers[403] = {"description": "the token lacks this route's scope", "content": {"application/json": {"model": GatewayError}}}
+        challenge = {"www-authenticate": {"description": 'Bearer scope="..." error="..." error_description="why"',
+                                          "schema": {"type": "string"}}}
+        answers[401] = {"description": "no valid access token", "headers": challenge,
+                        "content": {"application/json": {"model": GatewayError}}}
+        answers[403] = {"description": "the token lacks this route's scope", "headers": challenge,
+                        "content": {"application/json": {"model": GatewayError}}}
     return answers
 
 
@@ -163,6 +167,8 @@ def unauthenticated(exc: Unauthenticated) -> Response:
 @app.exception_handler(RequestValidationError)
 def invalid_request(exc: RequestValidationError) -> Response:
     fields = sorted({str(e["loc"][-1]) for e in exc.errors() if len(e.get("loc", ())) > 1 and isinstance(e["loc"][-1], str)})
+    if app.current_event.http_method != "POST":  # a query parameter (format) or the path
+        return error(400, "invalid_request", f"invalid: {', '.join(fields) or 'the request'} (see /v1/openapi.json)")
     detail = f"invalid or missing: {', '.join(fields)}" if fields else "the body must be a JSON object"
     if "json" not in (app.current_event.headers.get("content-type") or ""):
         detail = "send the body as JSON with the header Content-Type: application/json"
@@ -257,9 +263,25 @@ def health() -> dict:
 
 @app.get("/v1/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
 def openapi():
-    schema = app.get_openapi_json_schema(title="PancScan API", version=__version__, security_schemes=SECURITY_SCHEMES,
-                                         description="Research software, not a medical device.")
-    return Response(200, content_types.APPLICATION_JSON, schema)
+    schema = json.loads(app.get_openapi_json_schema(title="PancScan API", version=__version__, security_schemes=SECURITY_SCHEMES,
+                                                    description="Research software, not a medical device."))
+    stage = app.current_event.request_context.stage
+    return Response(200, content_types.APPLICATION_JSON, published(schema, "/" if stage == "$default" else f"/{stage}"))
+
+
+def published(schema: dict, base_url: str) -> dict:
+    """Powertools' document made true to this API: invalid requests get 400 with ErrorBody, never
+    its default 422; the per-scan token header exists in the public flow only; paths are under the stage."""
+    for operation in (op for path in schema["paths"].values() for op in path.values()):
+        operation["responses"].pop("422", None)
+        if settings.auth_required:
+            operation["parameters"] = [p for p in operation.get("parameters", []) if p["name"] != "x-scan-token"] or None
+        if not operation.get("parameters"):
+            operation.pop("parameters", None)
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(name, None)
+    schema["servers"] = [{"url": base_url}]
+    return schema
 
 
 @logger.inject_lambda_context(clear_state=True)

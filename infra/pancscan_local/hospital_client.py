@@ -17,6 +17,7 @@ import argparse
 import sys
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pancscan_local.auth import create_hospital_client
 from pancscan_local.deploy_site import stack_outputs
@@ -37,6 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     remove.add_argument("client_id")
     args = parser.parse_args(argv)
 
+    try:
+        run(args)
+    except (BotoCoreError, ClientError) as error:  # no credentials, unknown pool or client, ...: one line, no traceback
+        raise SystemExit(f"hospital_client: {error}") from None
+    return 0
+
+
+def run(args: argparse.Namespace) -> None:
     cognito = boto3.client("cognito-idp", region_name=args.region)
     outputs = stack_outputs(boto3.client("cloudformation", region_name=args.region), args.stack) if args.stack else {}
     pool_id = args.user_pool_id or outputs.get("UserPoolId")
@@ -47,14 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"client id:     {client_id}\nclient secret: {secret}")
         if outputs.get("TokenUrl"):
             print(f"token URL:     {outputs['TokenUrl']}")
-        print("Next: add the client id to HospitalClientIds (samconfig.toml) and run `make deploy`.", file=sys.stderr)
+        if args.stack:
+            print("Next: add the client id to HospitalClientIds (samconfig.toml) and run `make deploy`.", file=sys.stderr)
     elif args.command == "list":
         for client in cognito.list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"]:
             print(f"{client['ClientId']}\t{client['ClientName']}")
     else:
         cognito.delete_user_pool_client(UserPoolId=pool_id, ClientId=args.client_id)
-        print(f"deleted {args.client_id}; remove it from HospitalClientIds at the next deploy", file=sys.stderr)
-    return 0
+        if args.stack:
+            print(f"deleted {args.client_id}; remove it from HospitalClientIds at the next deploy", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -253,14 +253,18 @@ def serve(host: str, port: int, s3_port: int, auth: bool = False, research_days:
     stack = LocalStack(host, port, s3_port, auth=auth, research_days=research_days).start()
     print(f"PancScan (research software, not a medical device) is running:\n"
           f"  site  {stack.url}/\n  API   {stack.url}/v1/health\n  AWS stand-in (moto) {stack.aws_endpoint}", flush=True)
+    # what the AWS tools need to reach the stand-in (moto accepts any credentials)
+    aws_env = " ".join(f"{k}={v}" for k, v in stack.environment().items() if k.startswith("AWS_"))
     if auth:
         client_id, secret = stack.hospital
         print(f"  hospital clients only (AuthMode jwt); user pool {stack.issuer.pool_id}\n"
               f"  a local hospital client: PANCSCAN_TOKEN_URL={stack.issuer.token_url} "
-              f"PANCSCAN_CLIENT_ID={client_id} PANCSCAN_CLIENT_SECRET={secret}", flush=True)
+              f"PANCSCAN_CLIENT_ID={client_id} PANCSCAN_CLIENT_SECRET={secret}\n"
+              f"  more clients: {aws_env} python -m pancscan_local.hospital_client --user-pool-id {stack.issuer.pool_id} add <name>",
+              flush=True)
     if research_days:
-        print(f"  research retention {research_days} days: AWS_ENDPOINT_URL={stack.aws_endpoint} "
-              f"pancscan export-results --table {RESEARCH_TABLE}", flush=True)
+        print(f"  research retention {research_days} days; export: {aws_env} pancscan export-results --table {RESEARCH_TABLE}",
+              flush=True)
     print("Ctrl-C stops it.", flush=True)
     # SIGTERM (service managers, `kill`) stops it as cleanly as Ctrl-C
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

@@ -77,7 +77,9 @@ def test_without_a_valid_token_every_scan_route_is_refused(auth_stack):
     scheme = document["components"]["securitySchemes"]["hospitalClient"]
     assert scheme["flows"]["clientCredentials"]["tokenUrl"] == auth_stack["token_url"]
     assert document["paths"]["/v1/scans"]["post"]["security"] == [{"hospitalClient": ["pancscan/submit"]}]
-    assert document["paths"]["/v1/scans/{scan_id}"]["get"]["security"] == [{"hospitalClient": ["pancscan/read"]}]
+    read = document["paths"]["/v1/scans/{scan_id}"]["get"]
+    assert read["security"] == [{"hospitalClient": ["pancscan/read"]}]
+    assert "x-scan-token" not in json.dumps(read) and "www-authenticate" in read["responses"]["401"]["headers"]
 
 
 def test_the_batch_client_gets_its_tokens_and_only_its_hospital_reads_its_scans(auth_stack, nih_dir, tmp_path, capsys, monkeypatch):
@@ -121,6 +123,9 @@ def test_the_batch_client_gets_its_tokens_and_only_its_hospital_reads_its_scans(
     assert f"{other_id}\tother-hospital" in tool("list")
     tool("remove", other_id)
     assert other_id not in tool("list")
+    again = subprocess.run([sys.executable, "-m", "pancscan_local.hospital_client", "--user-pool-id", auth_stack["pool"], "remove", other_id],
+                           capture_output=True, text=True, env=env, cwd=Path(__file__).parents[2])
+    assert again.returncode == 1 and again.stderr.startswith("hospital_client:") and "Traceback" not in again.stderr
     assert requests.post(auth_stack["token_url"], data={"grant_type": "client_credentials"}, auth=(other_id, other_secret)).status_code == 400
     assert requests.post(f"{auth_stack['url']}/v1/scans", json=SCAN, headers=bearer(other)).status_code == 401
 
@@ -157,3 +162,18 @@ def test_the_page_says_uploads_are_for_hospital_systems_only(auth_stack):
         page.wait_for_function("document.getElementById('file').disabled")
         assert "hospital systems only" in page.text_content("#file-error")
         browser.close()
+
+
+def test_the_batch_client_says_why_it_was_refused(auth_stack, nih_dir, tmp_path, monkeypatch, capsys):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "a.jpg").write_bytes(sorted((nih_dir / "images").glob("*.jpg"))[0].read_bytes())
+    monkeypatch.setenv("PANCSCAN_CLIENT_SECRET", "wrong")
+    with pytest.raises(SystemExit, match="invalid_client"):
+        main(["submit", "--api", auth_stack["url"], "--out", str(tmp_path / "out"), "--client-id", auth_stack["client_id"],
+              "--token-url", auth_stack["token_url"], str(scans)])
+    # no credentials at all: each scan is recorded as an error with the gateway's reason, and retried next run
+    assert main(["submit", "--api", auth_stack["url"], "--out", str(tmp_path / "out"), "--retries", "0", str(scans)]) == 1
+    (record,) = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert record["status"] == "error" and record["reason_code"] == "client_error"
+    assert "HTTP 401" in record["reason_message"] and "no token" in record["reason_message"]

@@ -180,3 +180,12 @@ def test_an_unknown_auth_mode_fails_at_cold_start_not_on_a_request():
 
     with pytest.raises(RuntimeError, match="AUTH_MODE"):
         Settings.from_env({"BUCKET_NAME": "b", "TABLE_NAME": "t", "AUTH_MODE": "cognito"})
+
+
+def test_an_unknown_format_is_named_in_the_error_not_blamed_on_a_body(api):
+    handler, _ = api
+    event = api_event("GET", "/v1/scans/00000000-0000-4000-8000-000000000000", token="t")
+    event["queryStringParameters"], event["rawQueryString"] = {"format": "xml"}, "format=xml"
+    response = handler(event, LocalContext("api"))
+    body = json.loads(response["body"])["error"]
+    assert response["statusCode"] == 400 and body["code"] == "invalid_request" and "format" in body["message"] and "body" not in body["message"]

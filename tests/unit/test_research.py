@@ -53,9 +53,14 @@ def test_rejected_and_failed_scans_are_kept_with_their_reason():
 
 
 def test_the_export_is_csv_oldest_first():
-    later = research_entry("b", "complete", {"probability": 0.9, "technical": {"format": "dicom", "slices": 40}}, NOW + 86400)
+    technical = {"format": "dicom", "modality": "CT", "slices": 40, "slice_thickness_mm": 2.5, "pixel_spacing_mm": [0.7, 0.7]}
+    later = research_entry("b", "complete", {"probability": 0.9, "technical": technical, "series": {"scored_slices": 38, "most_suspicious_slice": 12}},
+                           NOW + 86400)
     earlier = research_entry("a", "failed", {"reason": {"code": "upload_missing"}}, NOW)
     out = io.StringIO()
     assert write_csv([later, earlier], out) == 2
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
-    assert [r["scan_id"] for r in rows] == ["a", "b"] and rows[1]["slices"] == "40" and rows[0]["reason_code"] == "upload_missing"
+    assert [r["scan_id"] for r in rows] == ["a", "b"] and rows[0]["reason_code"] == "upload_missing"
+    assert {k: rows[1][k] for k in ("format", "modality", "slices", "slice_thickness_mm", "pixel_spacing_mm", "scored_slices",
+                                   "most_suspicious_slice")} == {"format": "dicom", "modality": "CT", "slices": "40", "slice_thickness_mm": "2.5",
+                                                                 "pixel_spacing_mm": "0.7 x 0.7", "scored_slices": "38", "most_suspicious_slice": "12"}

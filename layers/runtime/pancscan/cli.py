@@ -97,8 +97,11 @@ def _submit(args: argparse.Namespace) -> int:
         if not (args.token_url and secret):
             raise SystemExit("with a client id, give --token-url and the secret in PANCSCAN_CLIENT_SECRET")
         credentials = ClientCredentials(args.token_url, args.client_id, secret, args.retries)
-    counts = run([Path(p) for p in args.paths], args.api, Path(args.out), token=args.token, credentials=credentials,
-                 concurrency=args.concurrency, retries=args.retries, dicom_sc=Path(args.dicom_sc) if args.dicom_sc else None)
+    try:
+        counts = run([Path(p) for p in args.paths], args.api, Path(args.out), token=args.token, credentials=credentials,
+                     concurrency=args.concurrency, retries=args.retries, dicom_sc=Path(args.dicom_sc) if args.dicom_sc else None)
+    except RuntimeError as refused:  # the token endpoint refused the client
+        raise SystemExit(f"pancscan submit: {refused}") from None
     print(json.dumps(counts))
     return 0 if not counts.get("error") else 1
 

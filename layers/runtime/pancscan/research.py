@@ -39,8 +39,8 @@ def research_entry(scan_id: str, status: str, result: dict, now: int) -> dict:
         "format": technical.get("format"),
         "modality": technical.get("modality"),
         "slices": technical.get("slices"),
-        "slice_thickness_mm": technical.get("slice_thickness"),
-        "pixel_spacing_mm": technical.get("pixel_spacing"),
+        "slice_thickness_mm": technical.get("slice_thickness_mm"),
+        "pixel_spacing_mm": " x ".join(str(v) for v in technical["pixel_spacing_mm"]) if technical.get("pixel_spacing_mm") else None,
         "scored_slices": series.get("scored_slices"),
         "most_suspicious_slice": series.get("most_suspicious_slice"),
     }

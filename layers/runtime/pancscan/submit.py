@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import random
+import re
 import sys
 import threading
 import time
@@ -38,7 +39,7 @@ from pancscan.secondary_capture import can_capture, secondary_capture
 
 FINAL = ("complete", "rejected", "failed")
 CSV_FIELDS = ["path", "sha256", "scan_id", "status", "label", "probability", "confidence", "threshold",
-              "model_version", "reason_code", "slices", "most_suspicious_slice"]
+              "model_version", "reason_code", "reason_message", "slices", "most_suspicious_slice"]
 RETRIED_STATUS = {429, 500, 502, 503, 504}
 
 
@@ -178,8 +179,10 @@ class Client:
     def _json(self, method: str, url: str, **kwargs) -> dict:
         response = with_retries(lambda: self.session.request(method, url, timeout=60, **kwargs), self.retries)
         body = response.json() if response.content else {}
-        if not response.ok:
-            raise RuntimeError(body.get("error", {}).get("message") or f"HTTP {response.status_code}")
+        if not response.ok:  # the API's {"error": {...}}, or the gateway's {"message"} and its www-authenticate reason
+            detail = body.get("error", {}).get("message") or body.get("message") or ""
+            reason = re.search(r'error_description="([^"]*)"', response.headers.get("www-authenticate", ""))
+            raise RuntimeError(f"HTTP {response.status_code} {detail}" + (f": {reason.group(1)}" if reason else ""))
         return body
 
     def submit(self, scan: Scan, poll_s: float = 1.0) -> dict:
@@ -205,7 +208,8 @@ def row(scan: Scan, result: dict) -> dict:
     return {"path": str(scan.path), "sha256": scan.sha256, "scan_id": result.get("scan_id"), "status": result.get("status"),
             "label": result.get("label"), "probability": result.get("probability"), "confidence": result.get("confidence"),
             "threshold": result.get("threshold"), "model_version": result.get("model_version"),
-            "reason_code": (result.get("reason") or {}).get("code"), "slices": series.get("slices"),
+            "reason_code": (result.get("reason") or {}).get("code"), "reason_message": (result.get("reason") or {}).get("message"),
+            "slices": series.get("slices"),
             "most_suspicious_slice": series.get("most_suspicious_slice")}
 
 
@@ -240,13 +244,16 @@ def write_csv(results: Path, csv_path: Path) -> None:
 
 def run(paths: list[Path], api: str, out: Path, *, token: str | None = None, credentials: ClientCredentials | None = None,
         concurrency: int = 4, retries: int = 4, poll_s: float = 1.0, dicom_sc: Path | None = None,
-        progress=sys.stderr) -> dict[str, int]:
+        progress=None) -> dict[str, int]:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
     scans, skipped = collect(paths)
     done = load_done(results_path)
     todo = [s for s in scans if s.sha256 not in done]
     counts = {"skipped_not_a_scan": len(skipped), "already_done": len(scans) - len(todo)}
+    progress = progress or sys.stderr  # looked up now: the stream may have been replaced since import
+    if credentials:
+        credentials.token()  # a refused client stops here, once, not on every scan
     client = Client(api, token, retries, credentials=credentials)
     lock = threading.Lock()
     with ThreadPoolExecutor(max(1, concurrency)) as pool, results_path.open("a") as results:
