@@ -66,5 +66,8 @@ class InMemoryResearchStore:
     def keep(self, entry: dict, expires_at: int) -> None:
         self.kept[entry["scan_id"]] = (copy.deepcopy(entry), expires_at)
 
+    def forget(self, scan_id: str) -> None:
+        self.kept.pop(scan_id, None)
+
     def entries(self):
         return [entry for entry, _ in self.kept.values()]

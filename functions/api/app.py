@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, BeforeValidator, Field
 
 from pancscan import __version__, scans
-from pancscan.aws import DynamoScanStore, S3UploadStore
+from pancscan.aws import DynamoResearchStore, DynamoScanStore, S3UploadStore
 from pancscan.errors import FAILURE_CODES, REASON_CODES
 from pancscan.fhir import fhir_bundle
 from pancscan.settings import Settings
@@ -28,6 +28,7 @@ logger = Logger(service="pancscan-api")
 settings = Settings.from_env()
 store = DynamoScanStore(settings.table)
 uploads = S3UploadStore(settings.bucket)
+research = DynamoResearchStore(settings.research_table) if settings.research_table else None
 app = APIGatewayHttpResolver(enable_validation=True)
 
 TokenHeader = Annotated[str | None, Header(alias="x-scan-token", description="The result_token returned when the scan was created (public flow).")]
@@ -252,6 +253,8 @@ def delete_scan(scan_id: ScanIdPath, token: TokenHeader = None):
     if not scans.readable(record, token, int(time.time()), client):
         return not_found()
     store.delete(scan_id)
+    if research:  # research retention on: the de-identified copy goes too
+        research.forget(scan_id)
     logger.info("scan deleted", extra={"scan_id": scan_id})
     return Response(204, content_types.APPLICATION_JSON, "")
 

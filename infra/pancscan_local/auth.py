@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import re
 import time
@@ -68,18 +69,22 @@ def authorize(header: str | None, config: JwtConfiguration, scopes: tuple[str, .
         raise Denied(401, "the token does not have a valid issuer")
     audience = claims["aud"] if "aud" in claims else claims.get("client_id")
     audiences = audience if isinstance(audience, list) else [audience]
-    if not set(audiences) & set(config.audience):
+    if not any(isinstance(a, str) and a in config.audience for a in audiences):
         raise Denied(401, "the token does not have a valid audience")
-    if not isinstance(claims.get("exp"), (int, float)) or claims["exp"] <= now:
+    if not _number(claims.get("exp")) or claims["exp"] <= now:
         raise Denied(401, "the token has expired")
-    if "nbf" in claims and claims["nbf"] > now:
+    if "nbf" in claims and (not _number(claims["nbf"]) or claims["nbf"] > now):
         raise Denied(401, "the token is not valid yet")
-    if "iat" in claims and claims["iat"] > now:
+    if "iat" in claims and (not _number(claims["iat"]) or claims["iat"] > now):
         raise Denied(401, "the token was issued in the future")
     granted = str(claims.get("scope") or claims.get("scp") or "").split()
     if scopes and not set(granted) & set(scopes):
         raise Denied(403, f"expected scopes: [{' '.join(scopes)}]", " ".join(scopes))
     return claims
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def event_authorizer(claims: dict) -> dict:
@@ -122,7 +127,7 @@ class LocalIssuer:
         if form.get("grant_type") != "client_credentials":
             return 400, {"error": "unsupported_grant_type"}
         client = self._client(client_id)
-        if client is None or not secret or client.get("ClientSecret") != secret:
+        if client is None or not secret or not hmac.compare_digest(client.get("ClientSecret", ""), secret):
             return 400, {"error": "invalid_client"}
         if "client_credentials" not in client.get("AllowedOAuthFlows", []):
             return 400, {"error": "unauthorized_client"}

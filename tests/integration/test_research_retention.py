@@ -4,6 +4,8 @@ table (built from template.yaml) and `pancscan export-results` writes it as CSV.
 import csv
 import json
 
+import pytest
+
 from pancscan.aws import DynamoResearchStore
 from pancscan.cli import main
 from pancscan.research import research_entry
@@ -15,10 +17,14 @@ from tests.integration.test_pipeline import create, upload
 RESEARCH_TABLE = "pancscan-test-research"
 
 
-def test_a_scored_scan_is_kept_de_identified_and_exported(aws, api, ct_slice, monkeypatch, tmp_path):
+@pytest.fixture
+def research_on(aws, monkeypatch):
     create_table(aws["dynamodb"], RESEARCH_TABLE, "ResearchTable")
     monkeypatch.setenv("RESEARCH_TABLE_NAME", RESEARCH_TABLE)
     monkeypatch.setenv("RESEARCH_RETENTION_DAYS", "365")
+
+
+def test_a_scored_scan_is_kept_de_identified_and_exported_and_goes_when_deleted(aws, research_on, api, ct_slice, tmp_path):
     inference = load_handler("inference", cold=True)
     created = create(api, ct_slice)
     key = upload(aws, created, ct_slice)
@@ -37,3 +43,6 @@ def test_a_scored_scan_is_kept_de_identified_and_exported(aws, api, ct_slice, mo
     (row,) = list(csv.DictReader(out.open()))
     assert row["scan_id"] == created["scan_id"] and row["status"] == "complete" and row["format"] == "jpeg"
     assert 0 <= float(row["probability"]) <= 1 and row["model_version"]
+    # "delete this result now" removes the research copy as well
+    assert api("DELETE", f"/v1/scans/{created['scan_id']}", token=created["result_token"])[0] == 204
+    assert aws["dynamodb"].scan(TableName=RESEARCH_TABLE)["Count"] == 1  # only the expired one, until its TTL

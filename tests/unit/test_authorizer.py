@@ -54,6 +54,8 @@ def test_a_cognito_access_token_with_the_scope_passes_with_or_without_bearer():
     (signed(claims(exp=None)), "expired"),
     (signed(claims(nbf=NOW + 60)), "not valid yet"),
     (signed(claims(iat=NOW + 60)), "in the future"),
+    (signed(claims(aud=[["nested"]])), "valid audience"),  # odd claim types are refused, never a crash
+    (signed(claims(exp="tomorrow")), "expired"),
 ])
 def test_invalid_tokens_get_401(header, reason):
     status, challenge = refusal(header)

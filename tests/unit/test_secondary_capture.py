@@ -63,3 +63,29 @@ def test_the_batch_client_reads_the_header_of_a_file_or_of_a_series_zip(tmp_path
     written = submit.write_capture(series, result(), tmp_path / "sc")
     assert pydicom.dcmread(written).StudyInstanceUID == submit.dicom_header(series).StudyInstanceUID
     assert submit.write_capture(jpeg, result(), tmp_path / "sc") is None
+
+
+def test_a_dicomdir_or_an_object_without_an_image_is_not_taken_for_the_source(tmp_path):
+    from pydicom.uid import MediaStorageDirectoryStorage
+
+    from tests.dicom_factory import zip_of
+
+    image = ct_dataset(np.zeros((32, 32)))
+    directory = pydicom.Dataset()
+    directory.file_meta = pydicom.dataset.FileMetaDataset()
+    directory.file_meta.MediaStorageSOPClassUID = MediaStorageDirectoryStorage
+    directory.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    directory.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    directory.PatientName = "Someone^Else"
+    without_pixels = ct_dataset(np.zeros((32, 32)))
+    del without_pixels.PixelData
+    without_pixels.PatientName = "Another^Person"
+    members = {"A/DICOMDIR": _saved(directory), "A/0000": _saved(without_pixels), "A/IM1": to_bytes(image)}
+    header = submit.dicom_header(submit.Scan(tmp_path, zip_of(members), "scan.zip", "application/zip"))
+    assert header.PatientName == image.PatientName and header.StudyInstanceUID == image.StudyInstanceUID
+
+
+def _saved(ds) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -90,6 +90,8 @@ def test_research_retention_is_off_by_default_and_only_adds_writing_its_own_tabl
     assert parameters["ResearchRetentionDays"]["Default"] == 0
     assert load_template()["Resources"]["ResearchTable"]["Condition"] == "ResearchOn"
     assert actions_of("InferenceFunction", research=True) - actions_of("InferenceFunction") == {"dynamodb:PutItem"}
+    research_rights = [s for s in statements("ApiFunction", research=True) if s not in statements("ApiFunction")]
+    assert research_rights == [{"Effect": "Allow", "Action": "dynamodb:DeleteItem", "Resource": {"Fn::GetAtt": ["ResearchTable", "Arn"]}}]
     (put,) = [s for s in statements("InferenceFunction", research=True) if s["Action"] == "dynamodb:PutItem"]
     assert put["Resource"] == {"Fn::GetAtt": ["ResearchTable", "Arn"]}
     assert resource("ResearchTable")["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}

@@ -108,6 +108,9 @@ class DynamoResearchStore:
     def keep(self, entry: dict, expires_at: int) -> None:
         self.table.put_item(Item={"scan_id": entry["scan_id"], "entry": json.dumps(entry), "expires_at": expires_at})
 
+    def forget(self, scan_id: str) -> None:
+        self.table.delete_item(Key={"scan_id": scan_id})
+
     def entries(self, now: int | None = None) -> Iterator[dict]:
         """Every unexpired entry (DynamoDB deletes expired items only eventually)."""
         now = int(time.time()) if now is None else now

@@ -19,6 +19,8 @@ CSV_FIELDS = ["scan_id", "scored_on", "status", "label", "probability", "confide
 
 class ResearchStore(Protocol):
     def keep(self, entry: dict, expires_at: int) -> None: ...
+    def forget(self, scan_id: str) -> None:
+        """When its scan is deleted on request: the research copy goes too."""
     def entries(self) -> Iterable[dict]: ...
 
 

@@ -1,10 +1,11 @@
 """A result as a DICOM Secondary Capture image: the scored slice with its heatmap and the result burned
 in, for a PACS. Made by the batch client at the hospital, never by the service.
 
-The service keeps no DICOM header values, so it cannot file an image into a patient's study. The
-batch client can: it still holds the source files, and copies the patient and study attributes
-from them into the capture (a new series in the same study). Those values stay at the hospital;
-nothing here is sent anywhere.
+The service keeps no DICOM header values (it reads the technical allow-list from the upload and
+deletes it), so it cannot file an image into a patient's study. The batch client can: it still
+holds the source files, and copies the patient and study attributes from them into the capture (a
+new series in the same study). The capture is written on the hospital's machine; nothing here
+sends anything.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ has a final status. Results go to ``results.jsonl`` (appended as they come) and 
 the output folder; a rerun skips the files whose content already has a final result there.
 
 With ``dicom_sc``, each complete result of a DICOM scan is also written as a DICOM Secondary Capture
-filed into the source study (pancscan.secondary_capture), from headers read here, never sent.
+filed into the source study (pancscan.secondary_capture), its patient and study attributes copied
+here from the source files.
 
 Where the API takes hospital clients only, the client either sends a given bearer token or, with a
 client id and secret, gets access tokens itself (client-credentials flow) and renews them.
@@ -27,13 +28,13 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pydicom
 import requests
 
-from pancscan.archive import zip_folder
-from pancscan.dicom import is_dicom
+from pancscan.archive import IGNORED, zip_folder
+from pancscan.dicom import has_image, is_dicom
 from pancscan.scan_input import detect_format
 from pancscan.secondary_capture import can_capture, secondary_capture
 
@@ -94,17 +95,28 @@ def collect(paths: list[Path]) -> tuple[list[Scan], list[Path]]:
 
 
 def dicom_header(scan: Scan):
-    """The first DICOM header of a scan (one file, or a series zip), read here for a capture; None
-    for other formats and unreadable headers."""
-    data = scan.data
+    """The header of the scan's first DICOM image (one file, or a series zip: DICOMDIR and objects
+    without an image are passed over, as the service passes over them), read here for a capture;
+    None for other formats and unreadable files."""
     try:
-        if scan.content_type == "application/zip":
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                names = sorted(n for n in archive.namelist() if not n.endswith("/"))
-                data = next((archive.read(n) for n in names if is_dicom(archive.open(n).read(132))), b"")
-        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True) if is_dicom(data[:132]) else None
-    except Exception:  # a header we cannot read gives no capture, not a failed batch
+        for data in _dicom_candidates(scan):
+            if is_dicom(data[:132]):
+                header = pydicom.dcmread(io.BytesIO(data), defer_size="1 KB")  # the pixels are not decoded
+                if has_image(header):
+                    return header
+    except Exception:  # a file we cannot read gives no capture, not a failed batch
         return None
+    return None
+
+
+def _dicom_candidates(scan: Scan) -> Iterator[bytes]:
+    if scan.content_type != "application/zip":
+        yield scan.data
+        return
+    with zipfile.ZipFile(io.BytesIO(scan.data)) as archive:
+        for name in sorted(archive.namelist()):
+            if not name.endswith("/") and not any(part in name for part in IGNORED):
+                yield archive.read(name)
 
 
 def write_capture(scan: Scan, result: dict, folder: Path) -> Path | None:
