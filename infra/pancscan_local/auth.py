@@ -148,8 +148,13 @@ class LocalIssuer:
             return None
 
 
+def authorization_header(headers: dict[str, str]) -> str | None:
+    """The Authorization header, whatever the case of its name (HTTP names are case-insensitive)."""
+    return next((v for k, v in headers.items() if k.lower() == "authorization"), None)
+
+
 def _basic_credentials(headers: dict[str, str]) -> tuple[str, str] | None:
-    value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    value = authorization_header(headers) or ""
     if not value.lower().startswith("basic "):
         return None
     try:

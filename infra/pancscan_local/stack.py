@@ -27,7 +27,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from pancscan.settings import Settings
-from pancscan_local.auth import Denied, LocalIssuer, authorize, event_authorizer
+from pancscan_local.auth import Denied, LocalIssuer, authorization_header, authorize, event_authorizer
 from pancscan_local.lambda_runtime import LocalContext, http_api_event, load_handler, response_parts
 from pancscan_local.resources import create_resources, create_table, notify_queue
 from pancscan_local.template import REPO, api_routes
@@ -148,8 +148,7 @@ class LocalStack:
         authorizer = None
         if route.authorization == "JWT":
             try:
-                authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
-                authorizer = event_authorizer(authorize(authorization, self.issuer.configuration(), route.scopes))
+                authorizer = event_authorizer(authorize(authorization_header(headers), self.issuer.configuration(), route.scopes))
             except Denied as denied:
                 return denied.status, denied.headers, denied.body
         event = http_api_event(method, path, query, headers, body, source_ip, f"{route.method} {route.path}", authorizer)
