@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,33 +32,53 @@ class ServedStack:
 
 @contextmanager
 def served_stack(log_path: Path | None = None, env: dict[str, str] | None = None, start_timeout: float = 60,
-                 options: tuple[str, ...] = ()) -> Iterator[ServedStack]:
+                 options: tuple[str, ...] = (), stop_grace: float = 15) -> Iterator[ServedStack]:
     """Start the stack, wait until /v1/health answers, yield it; stop it with SIGINT (Ctrl-C).
 
-    Raises RuntimeError if it does not start, and if it does not stop cleanly (exit status 0)."""
+    Raises RuntimeError, with the last lines of the stack's output, if it does not start, or if it
+    does not stop cleanly (exit status 0) within `stop_grace` seconds (it is then killed)."""
     port, s3_port = free_port(), free_port()
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | (env or {})
     command = [str(Path(sys.executable).parent / "pancscan"), "serve", "--port", str(port), "--s3-port", str(s3_port), *options]
-    out = log_path.open("w") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_env)
-    stack = ServedStack(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{s3_port}", process)
+    with tempfile.TemporaryDirectory() as scratch:
+        log_path = log_path or Path(scratch) / "serve.log"
+        with log_path.open("w") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_env)
+        stack = ServedStack(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{s3_port}", process)
+        try:
+            _wait_until_healthy(stack, start_timeout, log_path)
+            yield stack
+        finally:
+            failure = stop(process, stop_grace)
+        if failure:
+            raise RuntimeError(f"pancscan serve {failure}; its last output:\n{_tail(log_path)}")
+
+
+def stop(process: subprocess.Popen, grace: float) -> str | None:
+    """SIGINT, then SIGKILL after `grace` seconds; None if it stopped by itself with status 0."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
     try:
-        deadline = time.monotonic() + start_timeout
-        while True:
-            try:
-                if requests.get(stack.url + "/v1/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("pancscan serve did not start" + (f"; see {log_path}" if log_path else ""))
-            time.sleep(0.2)
-        yield stack
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-        code = process.wait(timeout=30)
-        if log_path:
-            out.close()
-    if code != 0:
-        raise RuntimeError(f"pancscan serve stopped with exit status {code}")
+        code = process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return f"did not stop within {grace:g} s of SIGINT and was killed"
+    return None if code == 0 else f"stopped with exit status {code}"
+
+
+def _wait_until_healthy(stack: ServedStack, timeout: float, log_path: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(stack.url + "/v1/health", timeout=1).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        if stack.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"pancscan serve did not start; its last output:\n{_tail(log_path)}")
+        time.sleep(0.2)
+
+
+def _tail(log_path: Path, lines: int = 30) -> str:
+    return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])

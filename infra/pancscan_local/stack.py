@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -121,12 +122,17 @@ class LocalStack:
         threading.Thread(target=self._http.serve_forever, name="gateway", daemon=True).start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, seconds_per_part: float = 5) -> list[str]:
+        """Stop the gateway, the dispatcher and moto, giving each at most `seconds_per_part`.
+
+        Returns the parts that did not stop in time; their threads are daemons and end with the process."""
         self._stopping.set()
+        parts = {"gateway": self._stop_gateway, "s3-events": self._dispatcher.join, "moto": self._moto.stop}
+        return [name for name, stop in parts.items() if not _finishes(stop, seconds_per_part)]
+
+    def _stop_gateway(self) -> None:
         self._http.shutdown()
         self._http.server_close()
-        self._dispatcher.join(timeout=5)
-        self._moto.stop()
 
     def _dispatch(self, sqs) -> None:
         """S3 notifications -> the inference handler, one invocation per event, as Lambda does."""
@@ -169,6 +175,28 @@ class _QuietServer(ThreadingHTTPServer):
         # a browser that closes a connection early is not an error worth a traceback
         if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             super().handle_error(request, client_address)
+
+
+def _finishes(step, seconds: float) -> bool:
+    """Run `step` in a daemon thread; True if it returned within `seconds`."""
+    worker = threading.Thread(target=step, name=f"stop-{getattr(step, '__name__', 'part')}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return not worker.is_alive()
+
+
+def wait_for_stop_signal() -> int:
+    """Block until SIGINT (Ctrl-C) or SIGTERM (`kill`, service managers); return the signal number.
+
+    The kernel may hand a process-directed signal to any thread. Python runs its handler on the main
+    thread only, and only when that thread runs bytecode, so an untimed wait (Event().wait()) may
+    never wake. A short timed wait lets the main thread run the handler within a fraction of a second."""
+    received: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda signum, _frame: received.append(signum))
+    while not received:
+        time.sleep(0.2)
+    return received[0]
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -248,7 +276,8 @@ def _gateway(stack: LocalStack) -> type[BaseHTTPRequestHandler]:
     return Gateway
 
 
-def serve(host: str, port: int, s3_port: int, auth: bool = False, research_days: int = 0) -> None:
+def serve(host: str, port: int, s3_port: int, auth: bool = False, research_days: int = 0) -> int:
+    """Run the stack until SIGINT or SIGTERM; exit status 0 once every part has stopped."""
     stack = LocalStack(host, port, s3_port, auth=auth, research_days=research_days).start()
     print(f"PancScan (research software, not a medical device) is running:\n"
           f"  site  {stack.url}/\n  API   {stack.url}/v1/health\n  AWS stand-in (moto) {stack.aws_endpoint}", flush=True)
@@ -265,11 +294,10 @@ def serve(host: str, port: int, s3_port: int, auth: bool = False, research_days:
         print(f"  research retention {research_days} days; export: {aws_env} pancscan export-results --table {RESEARCH_TABLE}",
               flush=True)
     print("Ctrl-C stops it.", flush=True)
-    # SIGTERM (service managers, `kill`) stops it as cleanly as Ctrl-C
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        print("stopping", flush=True)
-    finally:
-        stack.stop()
+    signum = wait_for_stop_signal()
+    print(f"stopping ({signal.Signals(signum).name})", flush=True)
+    stuck = stack.stop()
+    if stuck:
+        print(f"did not stop in time, abandoned: {', '.join(stuck)}", flush=True)
+        return 1
+    return 0

@@ -123,8 +123,7 @@ def _export_results(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from pancscan_local.stack import serve
 
-    serve(args.host, args.port, args.s3_port, auth=args.auth, research_days=args.research_days)
-    return 0
+    return serve(args.host, args.port, args.s3_port, auth=args.auth, research_days=args.research_days)
 
 
 def build_parser() -> argparse.ArgumentParser:
