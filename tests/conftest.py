@@ -1,5 +1,6 @@
-"""Shared fixtures. The NIH slices are found through $PANCSCAN_DATA (default: the shared folder
-beside the checkout); tests that need them skip, saying so, where they are absent."""
+"""Shared fixtures. The NIH slices are found through $PANCSCAN_DATA, the MSD tumour slices through
+$PANCSCAN_MSD_DATA (defaults: the shared folders beside the checkout); tests that need them skip,
+saying so, where they are absent."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "nih-pancreas-ct-slices"
+DEFAULT_MSD_DATA = REPO.parent / "shared" / "data" / "msd-pancreas-tumour-ct-slices"
 
 
 def nih_data_dir() -> Path:
@@ -32,6 +34,32 @@ def nih_slices(nih_dir):
     from pancscan_model.data import load_nih_slices
 
     return load_nih_slices(nih_dir)
+
+
+@pytest.fixture(scope="session")
+def msd_dir() -> Path:
+    path = Path(os.environ.get("PANCSCAN_MSD_DATA", DEFAULT_MSD_DATA))
+    if not (path / "slices.csv").is_file():
+        pytest.skip(f"MSD tumour slices not found at {path}: set PANCSCAN_MSD_DATA (see README, 'Data')")
+    return path
+
+
+@pytest.fixture(scope="session")
+def msd_slices(msd_dir):
+    from pancscan_model.data import load_msd_slices
+
+    return load_msd_slices(msd_dir)
+
+
+@pytest.fixture(scope="session")
+def shipped_split(shipped_model, msd_slices, nih_slices):
+    """The shipped model's test slices: (MSD tumour slices, NIH normal slices)."""
+    import json
+
+    from pancscan_model.data import Splits
+
+    split = json.loads(shipped_model.path.with_suffix(".json").read_text())["split"]
+    return Splits(split["msd"], split["nih"]).slices("test", msd_slices, nih_slices)
 
 
 @pytest.fixture(scope="session")

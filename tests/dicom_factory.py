@@ -29,10 +29,11 @@ PHI_STRINGS = ["PHINAME", "PHIID-98765", "19470312", "PHI Memorial", "PHIACC-442
 
 
 def display_to_hu(display: np.ndarray) -> np.ndarray:
-    """Display intensities 0..255 in the W400/L40 window back to plausible HU (integers); black
-    (anything at or below -160 HU) becomes air, as around every body in CT."""
-    display = np.asarray(display, np.float64)
-    return np.where(display <= 0.5, -1000.0, np.rint(display / 255.0 * 400.0 - 160.0))
+    """A slice in the model's convention (grey = HU clipped to 0..255) back to plausible integer HU:
+    0 inside the body becomes fat (-100 HU), outside it air (-1000 HU), as a scanner would send."""
+    from pancscan_model.dicom_series import hu_from_slice
+
+    return hu_from_slice(display)
 
 
 def ct_dataset(hu: np.ndarray, *, z: float = 0.0, series_uid: str | None = None, series_number: int = 3,

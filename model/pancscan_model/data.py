@@ -1,11 +1,13 @@
-"""Data sets: the NIH Pancreas-CT slices, and the layouts users bring.
+"""Data sets: the NIH Pancreas-CT slices (normal pancreases), the MSD Task07 tumour slices (real
+pancreatic tumours), and the layouts users bring.
 
 Every loader returns slices in the standard radiological orientation (anterior at the top, the
-patient's right on the image's left) as display intensity 0..255 in the W400/L40 window.
+patient's right on the image's left) as grey = Hounsfield units clipped to 0..255.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import re
 from dataclasses import dataclass
@@ -33,45 +35,85 @@ class CTSlice:
     label: int | None = None
 
 
-def load_nih_slices(data_dir: str | Path) -> list[CTSlice]:
-    """Load ``images/PANCREAS_<patient>-<slice>.jpg`` with ``masks/`` of the same name.
+def _grey(path: Path) -> np.ndarray:
+    """A stored slice (spine at the top) in the radiological view, as float32 0..255."""
+    return np.ascontiguousarray(np.asarray(Image.open(path).convert("L"), np.float32)[::-1])
 
-    The files are stored upside down (spine at the top); they are flipped to the standard view.
-    """
+
+def _mask(path: Path) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(Image.open(path).convert("L"))[::-1] >= 128)  # JPEG masks: threshold at 128
+
+
+def load_nih_slices(data_dir: str | Path) -> list[CTSlice]:
+    """``images/PANCREAS_<patient>-<slice>.jpg`` with ``masks/`` of the same name: normal pancreases."""
     data_dir = Path(data_dir)
     slices = []
     for path in sorted((data_dir / "images").glob("*.jpg")):
         match = re.fullmatch(r"(PANCREAS_\d+)-(\d+)", path.stem)
-        if not match:
-            continue
-        image = np.asarray(Image.open(path).convert("L"), np.float32)[::-1]
-        mask = np.asarray(Image.open(data_dir / "masks" / path.name).convert("L"))[::-1] >= 128
-        slices.append(CTSlice(match.group(1), path.stem, np.ascontiguousarray(image), np.ascontiguousarray(mask)))
+        if match:
+            slices.append(CTSlice(match.group(1), path.stem, _grey(path), _mask(data_dir / "masks" / path.name), label=0))
     if not slices:
         raise FileNotFoundError(f"no PANCREAS_*.jpg slices under {data_dir / 'images'}")
     return slices
 
 
-def data_hash(data_dir: str | Path) -> str:
-    """SHA-256 over the names and bytes of the image and mask files: which data trained a model."""
-    digest = hashlib.sha256()
+def load_msd_slices(data_dir: str | Path) -> list[CTSlice]:
+    """``images/MSD_<case>-<k>.jpg`` with ``tumour_masks/``: real pancreatic tumours (no pancreas mask).
+
+    Slices of a case keep their order (k), so adjacent slices stay neighbours; ``patient`` is the case."""
     data_dir = Path(data_dir)
-    for path in sorted(list((data_dir / "images").glob("*")) + list((data_dir / "masks").glob("*"))):
-        digest.update(f"{path.parent.name}/{path.name}".encode())
-        digest.update(path.read_bytes())
+    with (data_dir / "slices.csv").open() as listing:
+        rows = sorted(csv.DictReader(listing), key=lambda row: (row["case"], row["file"]))
+    slices = [CTSlice(row["case"], Path(row["file"]).stem, _grey(data_dir / "images" / row["file"]), None,
+                      _mask(data_dir / "tumour_masks" / row["file"]), label=1) for row in rows]
+    if not slices:
+        raise FileNotFoundError(f"no slices listed in {data_dir / 'slices.csv'}")
+    return slices
+
+
+def data_hash(*data_dirs: str | Path) -> str:
+    """SHA-256 over the names and bytes of every file of the data folders: which data trained a model."""
+    digest = hashlib.sha256()
+    for data_dir in map(Path, data_dirs):
+        for path in sorted(p for p in data_dir.rglob("*") if p.is_file() and p.name != "README.md"):
+            digest.update(path.relative_to(data_dir).as_posix().encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
-def split_patients(patients: list[str], seed: int, val: int = 8, test: int = 8) -> dict[str, list[str]]:
-    """A fixed, seeded split by patient, never by slice: slices of one patient are near-duplicates."""
+def split_patients(patients: list[str], seed: int, val: int | float = 8, test: int | float = 8) -> dict[str, list[str]]:
+    """A fixed, seeded split by patient (or case), never by slice: slices of one patient are
+    near-duplicates. ``val`` and ``test`` are counts, or fractions of the patients when below 1."""
     unique = sorted(set(patients))
+    n_test, n_val = (round(n * len(unique)) if n < 1 else int(n) for n in (test, val))
     order = np.random.default_rng(seed).permutation(len(unique))
     shuffled = [unique[i] for i in order]
     return {
-        "test": sorted(shuffled[:test]),
-        "val": sorted(shuffled[test : test + val]),
-        "train": sorted(shuffled[test + val :]),
+        "test": sorted(shuffled[:n_test]),
+        "val": sorted(shuffled[n_test : n_test + n_val]),
+        "train": sorted(shuffled[n_test + n_val :]),
     }
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Case (MSD) and patient (NIH) ids of each part: train, val, test. Slices follow their case."""
+
+    msd: dict[str, list[str]]
+    nih: dict[str, list[str]]
+
+    def slices(self, part: str, msd: list[CTSlice], nih: list[CTSlice]) -> tuple[list[CTSlice], list[CTSlice]]:
+        keep_msd, keep_nih = set(self.msd[part]), set(self.nih[part])
+        return [s for s in msd if s.patient in keep_msd], [s for s in nih if s.patient in keep_nih]
+
+    def as_json(self) -> dict:
+        return {"msd": self.msd, "nih": self.nih}
+
+
+def make_splits(msd: list[CTSlice], nih: list[CTSlice], seed: int, msd_val: float, msd_test: float,
+                nih_val: int, nih_test: int) -> Splits:
+    return Splits(split_patients([s.patient for s in msd], seed, msd_val, msd_test),
+                  split_patients([s.patient for s in nih], seed, nih_val, nih_test))
 
 
 def load_class_folders(root: str | Path) -> list[CTSlice]:
@@ -97,7 +139,7 @@ def load_msd_task07(root: str | Path, *, every: int = 1) -> list[CTSlice]:
     """Medical Segmentation Decathlon Task07 (pancreas): ``imagesTr/`` and ``labelsTr/`` NIfTI.
 
     Labels: 0 background, 1 pancreas, 2 tumour. Volumes are reoriented to RAS+ from their affine,
-    windowed to W400/L40, and cut into axial slices that contain pancreas or tumour.
+    converted to HU clipped to 0..255, and cut into axial slices that contain pancreas or tumour.
     """
     import nibabel as nib
 

@@ -1,10 +1,20 @@
-"""`pancscan evaluate`: score the exported model (through the runtime, as users get it).
+"""`pancscan evaluate`: score the exported model through the runtime, as users get it.
 
-On the NIH slices: held-out test patients (from the model's metadata), each slice in 3 mild poses,
-each pose once normal and once with a simulated lesion, from the training lesion generator and
-from a held-out generator; also the same cases upside down, real slices for false rejections, and
-made-up non-CT images for the out-of-distribution check. On class folders or MSD Task07: the
-labels the data set gives. Confidence intervals resample whole patients (1000 bootstraps).
+With the MSD tumour slices (``msd_dir``), on the model's TEST cases and patients (from its metadata):
+
+- real tumour slices (MSD) against normal slices (NIH): AUROC, sensitivity and specificity at the
+  model's threshold, sensitivity by tumour area, calibration error (both classes weighted equally);
+- each tumour slice against the same slice with its tumour erased (``fill.erase_tumour``, a fill
+  never used in training): a detector of the hospital scores both alike;
+- localisation: how often the heatmap's maximum lies on the tumour (its mask grown by 5 mm), among
+  detected tumour slices, and how often it still lands there once the tumour is erased;
+- scan level: each test case's slices as a DICOM series (HU rebuilt from the slices), against each
+  normal test patient's series, through the series rule;
+- out of distribution: real slices wrongly rejected, and made-up non-CT images rejected;
+- simulated lesions in the normal test patients (reported apart: they are not real tumours).
+
+95% intervals resample whole cases and patients (1000 bootstraps). Without ``msd_dir``: class
+folders (``normal/``, ``cancer/``) or MSD Task07 NIfTI, with the labels they carry.
 """
 
 from __future__ import annotations
@@ -14,144 +24,184 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from pancscan import model as runtime_model
-from pancscan.model import platt
 from pancscan.imaging import to_model_input
 from pancscan.predict import predict_bytes, predict_model_input
 from pancscan_model import metrics
-from pancscan_model.data import load_class_folders, load_msd_task07, load_nih_slices
+from pancscan_model.calibration import by_case
+from pancscan_model.data import load_class_folders, load_msd_slices, load_msd_task07, load_nih_slices
+from pancscan_model.dicom_series import hu_from_slice, series_zip
+from pancscan_model.fill import erase_tumour, jpeg_roundtrip
 from pancscan_model.ood_sets import ood_images
 from pancscan_model.samples import Case, evaluation_cases
-from pancscan_model.series_rule import aggregate, pseudo_series
 
 EVAL_SEED = 4242
-SIZE_BANDS_MM = {"5-10 mm": (0, 10), "10-20 mm": (10, 20), ">=20 mm": (20, 1e9)}
-NOTE = ("Positives are SIMULATED lesions inserted into real CT of normal pancreases; no real tumour was "
-        "seen in training or in this evaluation. Research use only, not a medical device.")
+AREA_BANDS_PX = {"<200 px": (0, 200), "200-800 px": (200, 800), ">=800 px": (800, np.inf)}
+PIXEL_MM = 0.8  # MSD Task07 pixels are about 0.6-1.0 mm; not recorded per slice
+LOCALISATION_MARGIN_MM = 5.0
+NOTE = ("Positives are REAL pancreatic tumours (MSD Task07, one hospital); negatives are normal pancreases "
+        "(NIH Pancreas-CT, another hospital). Research use only, not a medical device.")
 
 
 @dataclass(frozen=True)
 class Scored:
     labels: np.ndarray
     probs: np.ndarray
-    patients: np.ndarray
-    diameters: np.ndarray
+    groups: np.ndarray  # case or patient of each item: the unit the bootstrap resamples
+    areas: np.ndarray  # tumour area in pixels (0 for normal slices)
     rejected: np.ndarray
 
 
-def score(cases: list[Case], model) -> Scored:
-    probs, rejected = [], []
-    for case in cases:
-        result = predict_model_input(case.image, model)
-        rejected.append(result.status == "rejected")
-        # Metrics use the model's probability also for the (rare) rejected real slices.
-        probs.append(result.probability if result.probability is not None else model.probability(model.run(case.image).score_logit))
-    return Scored(
-        np.array([c.label for c in cases]), np.array(probs), np.array([c.patient for c in cases]),
-        np.array([c.diameter_mm for c in cases]), np.array(rejected),
-    )
+def _interval(statistic, groups: np.ndarray) -> dict:
+    return {"value": statistic(np.arange(len(groups))), "ci95": metrics.patient_bootstrap(statistic, groups)}
 
 
 def summarise(s: Scored, threshold: float) -> dict:
-    """AUROC, sensitivity, specificity, ECE (with patient-bootstrap 95% CIs) and sensitivity by size."""
-    def at(idx, fn):
-        return fn(s.labels[idx], s.probs[idx])
-
-    def sens(y, p):
+    """AUROC, sensitivity, specificity, ECE (classes weighted equally), each with its 95% interval,
+    and sensitivity by tumour area."""
+    def sens(i):
+        y, p = s.labels[i], s.probs[i]
         return float(np.mean(p[y == 1] >= threshold)) if (y == 1).any() else float("nan")
 
-    def spec(y, p):
+    def spec(i):
+        y, p = s.labels[i], s.probs[i]
         return float(np.mean(p[y == 0] < threshold)) if (y == 0).any() else float("nan")
 
-    everything = np.arange(len(s.labels))
-    stats = {"auroc": metrics.auroc, "sensitivity": sens, "specificity": spec, "ece": metrics.expected_calibration_error}
-    out = {"cases": int(len(s.labels)), "positives": int(s.labels.sum()), "patients": int(np.unique(s.patients).size)}
-    for name, fn in stats.items():
-        out[name] = {"value": at(everything, fn), "ci95": metrics.patient_bootstrap(lambda i, fn=fn: at(i, fn), s.patients)}
-    if s.diameters.any():
-        out["sensitivity_by_size"] = {}
-        for band, (lo, hi) in SIZE_BANDS_MM.items():
-            in_band = (s.labels == 0) | ((s.diameters >= lo) & (s.diameters < hi))
-            subset = np.flatnonzero(in_band)
-            out["sensitivity_by_size"][band] = {
-                "n": int(((s.labels == 1) & in_band).sum()),
-                "value": at(subset, sens),
-                "ci95": metrics.patient_bootstrap(lambda i: at(subset[i], sens), s.patients[subset]),
-            }
-        # Where AUROC is low although lesions do raise the score: how often a lesioned slice
-        # outscores its own lesion-free twin (same patient, same pose). Cases come in such pairs.
-        twins = s.probs[1::2] > s.probs[0::2]
-        out["lesioned_twin_scores_higher"] = {
-            "value": float(twins.mean()),
-            "ci95": metrics.patient_bootstrap(lambda i: float(twins[i].mean()), s.patients[1::2]),
-        }
+    def ece(i):
+        return metrics.expected_calibration_error(s.labels[i], s.probs[i], weights=metrics.balanced_weights(s.labels[i]))
+
+    out = {"cases": int(len(s.labels)), "positives": int(s.labels.sum()), "groups": int(np.unique(s.groups).size),
+           "auroc": _interval(lambda i: metrics.auroc(s.labels[i], s.probs[i]), s.groups),
+           "sensitivity": _interval(sens, s.groups), "specificity": _interval(spec, s.groups), "ece": _interval(ece, s.groups),
+           "rejected_fraction": float(s.rejected.mean())}
+    if s.areas.any():
+        out["sensitivity_by_area"] = {}
+        for band, (lo, hi) in AREA_BANDS_PX.items():
+            subset = np.flatnonzero((s.labels == 0) | ((s.areas >= lo) & (s.areas < hi)))
+            out["sensitivity_by_area"][band] = {"n": int((s.labels[subset] == 1).sum())} | _interval(
+                lambda i: sens(subset[i]), s.groups[subset])
     out["reliability"] = metrics.reliability(s.labels, s.probs)
-    out["rejected_fraction"] = float(s.rejected.mean())
     return out
 
 
-def _flipped(cases: list[Case]) -> list[Case]:
-    return [Case(np.ascontiguousarray(c.image[::-1]), c.label, c.patient, c.diameter_mm) for c in cases]
+def peak_on_tumour(heatmap: np.ndarray, tumour: np.ndarray, margin_px: int) -> bool:
+    """Is the centre of the heatmap's hottest cell on the tumour grown by ``margin_px``?"""
+    i, j = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+    y, x = int((i + 0.5) * tumour.shape[0] / heatmap.shape[0]), int((j + 0.5) * tumour.shape[1] / heatmap.shape[1])
+    return bool(ndimage.binary_dilation(tumour, iterations=margin_px)[y, x])
 
 
-def evaluate_simulated(data_dir: Path, model, metadata: dict, log) -> tuple[dict, dict[str, Scored]]:
-    test_patients = set(metadata["split"]["test"])
-    slices = [s for s in load_nih_slices(data_dir) if s.patient in test_patients]
-    if not slices:
-        raise SystemExit("none of the model's test patients are in this data folder")
-    log(f"test patients: {len(test_patients)}, slices: {len(slices)}")
-    train_style = evaluation_cases(slices, EVAL_SEED, style="train")
-    sets = {
-        "simulated_lesions_training_generator": train_style,
-        "simulated_lesions_heldout_generator": evaluation_cases(slices, EVAL_SEED, style="heldout"),
-        "upside_down_training_generator": _flipped(train_style),
+def _run(image: np.ndarray, model):
+    result = predict_model_input(to_model_input(image), model)
+    # metrics use the model's probability also for the (rare) rejected real slices
+    raw = model.run(to_model_input(image))
+    return (result.probability if result.probability is not None else model.probability(raw.score_logit)), raw.heatmap, result.status == "rejected"
+
+
+def evaluate_real(nih_dir: Path, msd_dir: Path, model, metadata: dict, log) -> tuple[dict, dict[str, Scored]]:
+    split = metadata["split"]
+    msd = [s for s in load_msd_slices(msd_dir) if s.patient in set(split["msd"]["test"])]
+    nih = [s for s in load_nih_slices(nih_dir) if s.patient in set(split["nih"]["test"])]
+    if not msd or not nih:
+        raise SystemExit("none of the model's test cases or patients are in these data folders")
+    log(f"test: {len(split['msd']['test'])} MSD cases ({len(msd)} tumour slices), {len(split['nih']['test'])} NIH patients ({len(nih)} slices)")
+    threshold, margin_px = model.metadata.threshold, int(round(LOCALISATION_MARGIN_MM / PIXEL_MM))
+
+    # every tumour slice once more through JPEG, as its erased twin is: the two differ only by the tumour
+    tumour = [_run(jpeg_roundtrip(s.image), model) for s in msd]
+    erased = [_run(erase_tumour(s.image, s.tumour, seed=EVAL_SEED + k), model) for k, s in enumerate(msd)]
+    normal = [_run(s.image, model) for s in nih]
+    cases = np.array([s.patient for s in msd])
+    areas = np.array([int(s.tumour.sum()) for s in msd])
+
+    def scored(positives, negatives, negative_groups, negative_areas=None):
+        return Scored(np.r_[np.ones(len(positives)), np.zeros(len(negatives))].astype(int),
+                      np.array([p for p, _, _ in positives + negatives]), np.r_[cases, negative_groups],
+                      np.r_[areas, np.zeros(len(negatives)) if negative_areas is None else negative_areas],
+                      np.array([r for _, _, r in positives + negatives]))
+
+    sets = {"real_tumour_vs_normal": scored(tumour, normal, np.array([s.patient for s in nih])),
+            "real_tumour_vs_erased": scored(tumour, erased, cases, np.zeros(len(erased)))}
+    report = {name: summarise(s, threshold) for name, s in sets.items()}
+    p_tumour, p_erased = np.array([p for p, _, _ in tumour]), np.array([p for p, _, _ in erased])
+    report["real_tumour_vs_erased"]["tumour_outscores_its_erased_twin"] = _interval(
+        lambda i: float(np.mean(p_tumour[i] > p_erased[i])), cases)
+
+    on_tumour = np.array([peak_on_tumour(h, s.tumour, margin_px) for (_, h, _), s in zip(tumour, msd)])
+    still_there = np.array([peak_on_tumour(h, s.tumour, margin_px) for (_, h, _), s in zip(erased, msd)])
+    detected = p_tumour >= threshold
+    report["localisation"] = {
+        "definition": f"heatmap maximum within the tumour mask grown by {LOCALISATION_MARGIN_MM:g} mm ({margin_px} px at {PIXEL_MM} mm)",
+        "detected_tumour_slices": {"n": int(detected.sum())} | _interval(
+            lambda i: float(on_tumour[i][detected[i]].mean()) if detected[i].any() else float("nan"), cases),
+        "all_tumour_slices": {"n": len(msd)} | _interval(lambda i: float(on_tumour[i].mean()), cases),
+        "after_erasing": {"n": len(msd)} | _interval(lambda i: float(still_there[i].mean()), cases),
     }
-    scored = {name: score(cases, model) for name, cases in sets.items()}
-    report = {name: summarise(s, model.metadata.threshold) for name, s in scored.items()}
 
     if model.metadata.series is not None:
-        rule = model.metadata.series
-        series, labels, patients = pseudo_series(slices, model, EVAL_SEED)
-        probs = platt(aggregate(rule.rule, series), rule.platt_a, rule.platt_b)
-        scored["pseudo_series_scan_level"] = Scored(labels, probs, patients, np.zeros(len(labels)), np.zeros(len(labels), bool))
-        report["pseudo_series_scan_level"] = summarise(scored["pseudo_series_scan_level"], rule.threshold) | {
-            "rule": rule.rule, "threshold": rule.threshold,
-            "note": "one test patient's slices in one pose form a series; lesioned series have one slice lesioned"}
+        series_cases = by_case(msd) + by_case(nih)
+        results = [predict_bytes(series_zip([hu_from_slice(s.image) for s in case]), model) for case in series_cases]
+        probs = np.array([r.probability if r.probability is not None else 0.0 for r in results])
+        labels = np.array([1] * len(by_case(msd)) + [0] * len(by_case(nih)))
+        groups = np.array([case[0].patient for case in series_cases])
+        sets["series"] = Scored(labels, probs, groups, np.zeros(len(labels)), np.array([r.status == "rejected" for r in results]))
+        report["series"] = summarise(sets["series"], model.metadata.series.threshold) | {
+            "rule": model.metadata.series.rule, "threshold": model.metadata.series.threshold,
+            "note": "each test case's tumour slices (MSD) or test patient's slices (NIH) as one DICOM series, HU rebuilt from the slices"}
 
-    real = [to_model_input(s.image) for s in slices]
-    rejected_real = [predict_model_input(x, model).status == "rejected" for x in real + [x[::-1].copy() for x in real]]
-    ood = {}
+    report["out_of_distribution"] = _out_of_distribution([s.image for s in msd + nih], model)
+    report["simulated_lesions_nih_test"] = _simulated(nih, model, threshold)
+    return report, sets
+
+
+def _out_of_distribution(real: list[np.ndarray], model) -> dict:
+    inputs = [to_model_input(image) for image in real]
+    wrongly = [predict_model_input(x, model).status == "rejected" for x in inputs + [np.ascontiguousarray(x[::-1]) for x in inputs]]
+    rejected = {}
     for category, files in ood_images(EVAL_SEED, per_category=30).items():
         results = [predict_bytes(data, model) for data in files]
-        ood[category] = float(np.mean([r.status == "rejected" and r.reason.code == "not_abdominal_ct" for r in results]))
-    report["out_of_distribution"] = {
-        "real_slices_wrongly_rejected": float(np.mean(rejected_real)),
-        "real_slices": len(rejected_real),
-        "rejected_by_category": ood,
-        "rejected_overall": float(np.mean(list(ood.values()))),
-        "per_category": 30,
-    }
-    return report, scored
+        rejected[category] = float(np.mean([r.status == "rejected" and r.reason.code == "not_abdominal_ct" for r in results]))
+    return {"real_slices_wrongly_rejected": float(np.mean(wrongly)), "real_slices": len(wrongly),
+            "rejected_by_category": rejected, "rejected_overall": float(np.mean(list(rejected.values()))), "per_category": 30}
+
+
+def _simulated(nih, model, threshold: float) -> dict:
+    """Simulated lesions (the held-out generator) in the normal test patients: reported apart."""
+    cases = evaluation_cases(nih, EVAL_SEED, style="heldout", variants=1)
+    probs = np.array([predict_model_input(c.image, model).probability or 0.0 for c in cases])
+    labels = np.array([c.label for c in cases])
+    groups = np.array([c.patient for c in cases])
+    return {"note": "SIMULATED lesions (held-out generator) in the NIH test patients' slices, each against its lesion-free twin",
+            "auroc": _interval(lambda i: metrics.auroc(labels[i], probs[i]), groups),
+            "sensitivity": _interval(lambda i: float(np.mean(probs[i][labels[i] == 1] >= threshold)), groups),
+            "lesioned_twin_scores_higher": _interval(lambda i: float(np.mean(probs[i][labels[i] == 1] > probs[i][labels[i] == 0])), groups[::2])}
 
 
 def evaluate_labelled(slices, model) -> tuple[dict, dict[str, Scored]]:
     cases = [Case(to_model_input(s.image), int(s.label), s.patient) for s in slices]
-    scored = {"labelled": score(cases, model)}
-    return {"labelled": summarise(scored["labelled"], model.metadata.threshold)}, scored
+    results = [predict_model_input(c.image, model) for c in cases]
+    probs = np.array([r.probability if r.probability is not None else model.probability(model.run(c.image).score_logit)
+                      for r, c in zip(results, cases)])
+    scored = Scored(np.array([c.label for c in cases]), probs, np.array([c.patient for c in cases]), np.zeros(len(cases)),
+                    np.array([r.status == "rejected" for r in results]))
+    return {"labelled": summarise(scored, model.metadata.threshold)}, {"labelled": scored}
 
 
-def evaluate(data_dir, model_path=None, out_dir="evaluation", log=print) -> dict:
+def evaluate(data_dir, msd_dir=None, model_path=None, out_dir="evaluation", log=print) -> dict:
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     model = runtime_model.load_model(model_path)
     metadata = json.loads(model.path.with_suffix(".json").read_text())
-    if (data_dir / "images").is_dir() and (data_dir / "masks").is_dir():
-        report, scored = evaluate_simulated(data_dir, model, metadata, log)
+    if msd_dir is not None:
+        report, scored = evaluate_real(data_dir, Path(msd_dir), model, metadata, log)
+        note = NOTE
     elif (data_dir / "imagesTr").is_dir():
-        report, scored = evaluate_labelled(load_msd_task07(data_dir), model)
+        (report, scored), note = evaluate_labelled(load_msd_task07(data_dir), model), "Labels as the data set gives them."
     else:
-        report, scored = evaluate_labelled(load_class_folders(data_dir), model)
-    report = {"model_version": model.metadata.version, "threshold": model.metadata.threshold, "note": NOTE, **report}
+        (report, scored), note = evaluate_labelled(load_class_folders(data_dir), model), "Labels as the folders give them."
+    report = {"model_version": model.metadata.version, "threshold": model.metadata.threshold,
+              "note": note + " Research use only, not a medical device." if note != NOTE else note, **report}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     _plots(scored, out_dir)
@@ -167,22 +217,29 @@ def _fmt(metric: dict) -> str:
 
 
 def table(report: dict) -> list[str]:
-    lines = [NOTE, f"model {report['model_version']}, threshold {report['threshold']:.3f}", ""]
-    lines.append(f"{'set':40s} {'cases':>6s} {'AUROC [95% CI]':>22s} {'sensitivity':>22s} {'specificity':>22s} {'ECE':>22s}")
+    lines = [report["note"], f"model {report['model_version']}, threshold {report['threshold']:.3f}", ""]
+    lines.append(f"{'set':28s} {'n':>5s} {'AUROC [95% CI]':>22s} {'sensitivity':>22s} {'specificity':>22s} {'ECE':>22s}")
     for name, r in report.items():
-        if isinstance(r, dict) and "auroc" in r:
-            lines.append(f"{name:40s} {r['cases']:6d} {_fmt(r['auroc']):>22s} {_fmt(r['sensitivity']):>22s} "
+        if isinstance(r, dict) and "specificity" in r:
+            lines.append(f"{name:28s} {r['cases']:5d} {_fmt(r['auroc']):>22s} {_fmt(r['sensitivity']):>22s} "
                          f"{_fmt(r['specificity']):>22s} {_fmt(r['ece']):>22s}")
-            for band, b in r.get("sensitivity_by_size", {}).items():
-                lines.append(f"    sensitivity {band:10s} (n={b['n']:3d}) {_fmt(b)}")
-            if "lesioned_twin_scores_higher" in r:
-                lines.append(f"    lesioned slice outscores its lesion-free twin {_fmt(r['lesioned_twin_scores_higher'])}")
+            for band, b in r.get("sensitivity_by_area", {}).items():
+                lines.append(f"    sensitivity, tumour {band:10s} (n={b['n']:3d}) {_fmt(b)}")
+            if "tumour_outscores_its_erased_twin" in r:
+                lines.append(f"    tumour slice outscores its erased twin {_fmt(r['tumour_outscores_its_erased_twin'])}")
+    if "localisation" in report:
+        loc = report["localisation"]
+        lines.append(f"localisation ({loc['definition']}):")
+        for key in ("detected_tumour_slices", "all_tumour_slices", "after_erasing"):
+            lines.append(f"    {key.replace('_', ' '):24s} (n={loc[key]['n']:3d}) {_fmt(loc[key])}")
     if "out_of_distribution" in report:
         o = report["out_of_distribution"]
-        lines.append("")
         lines.append(f"out-of-distribution: real slices wrongly rejected {o['real_slices_wrongly_rejected']:.1%} "
                      f"of {o['real_slices']}; non-CT rejected {o['rejected_overall']:.1%}")
         lines.extend(f"    {k:20s} {v:.0%} of {o['per_category']}" for k, v in o["rejected_by_category"].items())
+    if "simulated_lesions_nih_test" in report:
+        sim = report["simulated_lesions_nih_test"]
+        lines.append(f"simulated lesions (not real tumours): AUROC {_fmt(sim['auroc'])}, sensitivity {_fmt(sim['sensitivity'])}")
     return lines
 
 
@@ -197,7 +254,7 @@ def _plots(scored: dict[str, Scored], out_dir: Path) -> None:
         fpr, tpr = metrics.roc_curve(s.labels, s.probs)
         ax.plot(fpr, tpr, label=f"{name} (AUROC {metrics.auroc(s.labels, s.probs):.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC (simulated lesions)" if len(scored) > 1 else "ROC")
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC, test cases")
     ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     fig.savefig(out_dir / "roc.png", dpi=120)
@@ -208,7 +265,7 @@ def _plots(scored: dict[str, Scored], out_dir: Path) -> None:
         bins = metrics.reliability(s.labels, s.probs)
         ax.plot([b["mean_probability"] for b in bins], [b["observed_rate"] for b in bins], "o-", label=name)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(xlabel="predicted probability", ylabel="observed fraction with lesion", title="Calibration")
+    ax.set(xlabel="predicted probability", ylabel="observed fraction with tumour", title="Calibration (unweighted bins)")
     ax.legend(fontsize=6, loc="upper left")
     fig.tight_layout()
     fig.savefig(out_dir / "calibration.png", dpi=120)

@@ -10,7 +10,7 @@ edge) is used for training, ``"heldout"`` (thresholded smooth noise with a grade
 profile and no sharp edge) is used only for evaluation, as a stand-in for lesion generators the
 model has never seen.
 
-Images are float arrays of display intensity 0..255 in a W400/L40 window, 0.7 mm pixels nominal.
+Images are float arrays of grey = HU clipped to 0..255 (the model's convention), 0.7 mm pixels nominal.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from pancscan.imaging import WINDOW_WIDTH_HU
+from pancscan.imaging import WINDOW_WIDTH_HU, hu_to_display
 
 UNITS_PER_HU = 255.0 / WINDOW_WIDTH_HU
 STYLES = ("train", "heldout")
@@ -213,6 +213,6 @@ def _dilated_duct(region, organ, alpha, cy, cx, radius, spacing_mm, noise_sd, rn
     across = np.abs(-(yy - cy) * axis[1] + (xx - cx) * axis[0])
     tube = (along > radius * 0.5) & (along < radius + length) & (across < width) & organ
     tube_alpha = ndimage.gaussian_filter(tube.astype(np.float32), 0.8) * (1 - alpha)
-    fluid = (rng.uniform(0, 20) + 160) * UNITS_PER_HU  # water-like, in display units
+    fluid = float(hu_to_display(np.float32(rng.uniform(0, 20))))  # water-like
     fluid_texture = fluid + noise_sd * rng.standard_normal(region.shape).astype(np.float32)
     return region * (1 - tube_alpha) + fluid_texture * tube_alpha

@@ -29,21 +29,30 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     return fps / max(fps[-1], 1), tps / max(tps[-1], 1)
 
 
-def fit_platt(logits: np.ndarray, labels: np.ndarray, iterations: int = 100) -> tuple[float, float]:
-    """Platt scaling p = sigmoid(a * logit + b), fitted by Newton's method with Platt's smoothed targets."""
+def balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """Case weights that give both classes the same total (mean weight 1): a 50% prevalence."""
+    y = np.asarray(labels).astype(bool)
+    n_pos, n_neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    return np.where(y, len(y) / (2 * n_pos), len(y) / (2 * n_neg))
+
+
+def fit_platt(logits: np.ndarray, labels: np.ndarray, iterations: int = 100, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """Platt scaling p = sigmoid(a * logit + b), fitted by Newton's method with Platt's smoothed
+    targets; ``weights`` per case (e.g. ``balanced_weights``), default 1."""
     x = np.asarray(logits, np.float64)
     y = np.asarray(labels, np.float64)
+    c = np.ones_like(x) if weights is None else np.asarray(weights, np.float64)
     n_pos, n_neg = y.sum(), (1 - y).sum()
     target = np.where(y > 0, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
     def loss(a: float, b: float) -> float:
         z = a * x + b
-        return float(np.sum(np.logaddexp(0, z) - target * z))
+        return float(np.sum(c * (np.logaddexp(0, z) - target * z)))
 
     a, b = 1.0, 0.0
     for _ in range(iterations):
         p = expit(a * x + b)
-        grad = np.array([np.sum((p - target) * x), np.sum(p - target)])
-        w = p * (1 - p) + 1e-9
+        grad = np.array([np.sum(c * (p - target) * x), np.sum(c * (p - target))])
+        w = c * p * (1 - p) + 1e-9
         hess = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]]) + 1e-6 * np.eye(2)
         step = np.linalg.solve(hess, grad)
         # Newton overshoots where the start saturates the sigmoid: halve the step until the loss falls
@@ -68,17 +77,19 @@ def threshold_at_specificity(labels: np.ndarray, scores: np.ndarray, specificity
     return float(np.nextafter(negatives[k], np.inf))
 
 
-def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
-    """ECE over equal-width probability bins, weighted by the share of cases in each bin."""
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10, weights: np.ndarray | None = None) -> float:
+    """ECE over equal-width probability bins, weighted by the share of cases (or of ``weights``) in each bin."""
     labels = np.asarray(labels, np.float64)
     probs = np.asarray(probs, np.float64)
+    c = np.ones_like(probs) if weights is None else np.asarray(weights, np.float64)
     edges = np.linspace(0, 1, bins + 1)
     index = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
     ece = 0.0
     for b in range(bins):
         sel = index == b
         if sel.any():
-            ece += sel.mean() * abs(probs[sel].mean() - labels[sel].mean())
+            share = c[sel].sum() / c.sum()
+            ece += share * abs(np.average(probs[sel], weights=c[sel]) - np.average(labels[sel], weights=c[sel]))
     return float(ece)
 
 

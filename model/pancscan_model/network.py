@@ -1,8 +1,9 @@
 """The PancScan network: a small fully convolutional encoder-decoder with two heads.
 
-- a pancreas head (supervised by the NIH masks): finds the organ, and tells the runtime whether
-  the slice shows a pancreas at all (part of the out-of-distribution check);
-- a lesion head (supervised by the simulated lesion masks): a 64x64 map of lesion logits.
+- a pancreas head (supervised by the NIH masks, and on MSD slices by their tumours, which lie in
+  the pancreas): finds the organ, and tells the runtime whether the slice shows a pancreas at all
+  (part of the out-of-distribution check);
+- a tumour head (supervised by the MSD tumour masks): a 64x64 map of tumour logits.
 
 The slice score is the maximum of the lesion map, averaged over the slice and its left-right
 mirror image (test-time augmentation inside the graph), so the exported model needs no gradients
@@ -26,22 +27,23 @@ def _conv(x, channels: int, stride: int = 1, dilation: int = 1):
 
 
 def build_backbone(size: int | None = INPUT_SIZE) -> keras.Model:
-    """(N, size, size, 1) in 0..1 -> pancreas logits and lesion logits, each (N, size/4, size/4, 1).
+    """(N, size, size, 1) in 0..1 -> pancreas logits and tumour logits, each (N, size/4, size/4, 1).
 
     Fully convolutional: ``size=None`` accepts any multiple of 16 (training on crops).
     """
     image = keras.Input((size, size, 1), name="image")
     x = layers.Rescaling(2.0, offset=-1.0)(image)
-    x = _conv(x, 12)
-    x = _conv(x, 16, stride=2)  # 128
     x = _conv(x, 16)
+    x = _conv(x, 24, stride=2)  # 128
+    x = _conv(x, 24)
     x = _conv(x, 32, stride=2)  # 64
     skip64 = _conv(x, 32)
     x = _conv(skip64, 48, stride=2)  # 32
-    skip32 = _conv(x, 48)
-    x = _conv(skip32, 96, stride=2)  # 16
-    x = _conv(x, 96)
-    x = _conv(x, 96, dilation=2)
+    x = _conv(x, 48)
+    skip32 = _conv(x, 48, dilation=2)
+    x = _conv(skip32, 64, stride=2)  # 16
+    x = _conv(x, 64)
+    x = _conv(x, 64, dilation=2)
     x = layers.UpSampling2D(2)(x)
     x = layers.Add()([layers.Conv2D(48, 1)(x), skip32])
     x = _conv(x, 48)

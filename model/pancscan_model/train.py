@@ -1,7 +1,8 @@
-"""Training: paired samples (lesioned slice and lesion-free twin), two supervised heads.
+"""Training on real tumours: dense tumour maps from the MSD masks, pancreas maps from the NIH masks.
 
-Then, on the validation patients: Platt calibration, the threshold at 95% specificity, and the
-out-of-distribution ranges; then export of the .tflite and its metadata.
+Then, on the validation cases and patients: Platt calibration, the threshold at 95% specificity on
+normal slices, the out-of-distribution limits and the scan-level rule; then export of the .tflite
+and its metadata. The test cases are not touched here.
 """
 
 from __future__ import annotations
@@ -9,75 +10,92 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from pancscan.imaging import to_model_input
+from pancscan.imaging import MODEL_SIZE, WINDOW_CENTER_HU, WINDOW_WIDTH_HU, to_model_input
 from pancscan.ood import fit_ranges, slice_features
 from pancscan_model import metrics
-from pancscan_model.data import CTSlice, data_hash, load_nih_slices, split_patients
+from pancscan_model.crops import BatchMix, batches, prepare
+from pancscan_model.data import data_hash, load_msd_slices, load_nih_slices, make_splits
 from pancscan_model.export import export_model
 from pancscan_model.network import build_backbone, build_inference_model
-from pancscan_model.samples import evaluation_cases, training_pair
-from pancscan_model.series_rule import fit_series_rule
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    tumour_pos_weight: float = 10.0  # tumour cells against tumour-free ones in the map's cross-entropy
+    rank_twin: float = 0.5  # a tumour crop's maximum above its filled-in twin's
+    twin_cells: float = 0.0  # the same, cell by cell over the tumour
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 28
-    steps_per_epoch: int = 100
-    pairs_per_batch: int = 12
-    crop: int | None = 128  # train on crop x crop windows (mostly around the lesion); 0 or None: whole slices
+    steps: int = 3000
+    crop: int = 128  # crops of the 256x256 model input; the network is fully convolutional
+    mix: BatchMix = field(default_factory=BatchMix)
+    weights: LossWeights = field(default_factory=LossWeights)
+    transplants: int = 800
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
-    seed: int = 20261127
-    val_patients: int = 8
-    test_patients: int = 8
+    seed: int = 20261129
+    msd_val: float = 0.15  # fractions of the MSD cases
+    msd_test: float = 0.2
+    nih_val: int = 9  # NIH patients
+    nih_test: int = 10
     specificity: float = 0.95
-    eval_variants: int = 3
 
 
-def batches(slices: list[CTSlice], pairs: int, seed: int, crop: int | None = None):
-    """Endless batches of ``pairs`` lesioned/normal twins: (images, pancreas, lesion, labels)."""
-    rng = np.random.default_rng(seed)
-    while True:
-        parts = [training_pair(slices[rng.integers(len(slices))], rng, crop) for _ in range(pairs)]
-        images, pancreas, lesion = (np.concatenate([p[i] for p in parts])[..., None] for i in range(3))
-        yield images, pancreas, lesion, np.concatenate([p[3] for p in parts])
+def losses(tumour, pancreas, pancreas_weight, twin_of, pancreas_logits, lesion_logits, weights: LossWeights) -> dict[str, tf.Tensor]:
+    """Dense maps, and rankings that say what the map's maximum must come from.
 
-
-def losses(pancreas_true, lesion_true, labels, pancreas_logits, lesion_logits) -> dict[str, tf.Tensor]:
-    """Organ map per cell; lesion map per cell and as a Dice overlap; slice score; twin ranking.
-
-    The Dice term gives every lesion, however small, a strong gradient: with cell-wise
-    cross-entropy alone the lesion head had not started learning after 450 steps.
+    - pancreas: cross-entropy where the organ is known (NIH everywhere, MSD on its tumour);
+    - tumour map: weighted cross-entropy at every cell (tumour-free tissue of both hospitals is
+      negative), plus Dice on crops that hold a tumour (a strong gradient for small ones);
+    - slice: the map's maximum against "this crop holds a tumour";
+    - within the slice: the maximum on the tumour above the maximum anywhere else (away from its edge);
+    - twins: a tumour crop's maximum above its filled-in twin's (and, cell by cell, its tumour
+      above the same cells of the twin).
     """
-    image_logit = tf.reduce_max(lesion_logits, axis=[1, 2, 3])
-    # batches alternate normal, lesioned: the lesioned twin must outscore its normal twin
-    normal, sick = image_logit[0::2], image_logit[1::2]
-    lesion_prob = tf.sigmoid(lesion_logits)[1::2]
-    overlap = tf.reduce_sum(lesion_prob * lesion_true[1::2], axis=[1, 2, 3])
-    total = tf.reduce_sum(lesion_prob + lesion_true[1::2], axis=[1, 2, 3])
+    score = tf.reduce_max(lesion_logits, axis=[1, 2, 3])
+    label = tf.reduce_max(tumour, axis=[1, 2, 3])
+    has_tumour = tf.maximum(tf.reduce_sum(label), 1.0)
+    prob = tf.sigmoid(lesion_logits)
+    overlap = tf.reduce_sum(prob * tumour, axis=[1, 2, 3])
+    total = tf.reduce_sum(prob + tumour, axis=[1, 2, 3])
+    dice = 1.0 - (2.0 * overlap + 1.0) / (total + 1.0)
+    near = tf.nn.max_pool2d(tumour, 5, 1, "SAME")  # the tumour and one to two cells around it
+    inside = tf.reduce_max(tf.where(tumour > 0.5, lesion_logits, -1e4), axis=[1, 2, 3])
+    outside = tf.reduce_max(tf.where(near > 0.5, -1e4, lesion_logits), axis=[1, 2, 3])
+    has_twin = tf.cast(twin_of >= 0, tf.float32)
+    twin_index = tf.maximum(twin_of, 0)
+    twin_score = tf.gather(score, twin_index)
+    twin_cells = tf.nn.softplus(tf.gather(lesion_logits, twin_index) - lesion_logits + 1.0)
+    twin_cells = tf.reduce_sum(twin_cells * tumour, axis=[1, 2, 3]) / tf.maximum(tf.reduce_sum(tumour, axis=[1, 2, 3]), 1.0)
+    twins = tf.maximum(tf.reduce_sum(has_twin), 1.0)
+    pancreas_ce = tf.nn.sigmoid_cross_entropy_with_logits(pancreas, pancreas_logits) * pancreas_weight
     return {
-        "pancreas": tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(pancreas_true, pancreas_logits)),
-        "lesion_map": tf.reduce_mean(tf.nn.weighted_cross_entropy_with_logits(lesion_true, lesion_logits, pos_weight=20.0)) * 5.0,
-        "lesion_dice": tf.reduce_mean(1.0 - (2.0 * overlap + 1.0) / (total + 1.0)),
-        "slice": tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, image_logit)),
-        "twin_rank": tf.reduce_sum(tf.nn.softplus(normal - sick + 2.0) * labels[1::2])
-        / tf.maximum(tf.reduce_sum(labels[1::2]), 1.0) * 0.5,
+        "pancreas": tf.reduce_sum(pancreas_ce) / tf.maximum(tf.reduce_sum(pancreas_weight), 1.0),
+        "tumour_map": tf.reduce_mean(tf.nn.weighted_cross_entropy_with_logits(tumour, lesion_logits, pos_weight=weights.tumour_pos_weight)) * 5.0,
+        "tumour_dice": tf.reduce_sum(dice * label) / has_tumour,
+        "slice": tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(label, score)),
+        "rank_in_slice": tf.reduce_sum(tf.nn.softplus(outside - inside + 2.0) * label) / has_tumour * 0.5,
+        "rank_twin": tf.reduce_sum(tf.nn.softplus(twin_score - score + 2.0) * has_twin) / twins * weights.rank_twin,
+        "twin_cells": tf.reduce_sum(twin_cells * has_twin) / twins * weights.twin_cells,
     }
 
 
-def make_train_step(backbone: tf.keras.Model, optimizer: tf.keras.optimizers.Optimizer):
+def make_train_step(backbone: tf.keras.Model, optimizer: tf.keras.optimizers.Optimizer, weights: LossWeights = LossWeights()):
     """One optimisation step on a batch; returns the total loss and its parts."""
 
     @tf.function
-    def step(images, pancreas, lesion, labels):
+    def step(images, tumour, pancreas, pancreas_weight, twin_of):
         with tf.GradientTape() as tape:
             pancreas_logits, lesion_logits = backbone(images, training=True)
-            parts = losses(pancreas, lesion, labels, pancreas_logits, lesion_logits)
+            parts = losses(tumour, pancreas, pancreas_weight, twin_of, pancreas_logits, lesion_logits, weights)
             total = tf.add_n(list(parts.values()))
         grads = tape.gradient(total, backbone.trainable_variables)
         optimizer.apply_gradients(zip(grads, backbone.trainable_variables))
@@ -86,89 +104,67 @@ def make_train_step(backbone: tf.keras.Model, optimizer: tf.keras.optimizers.Opt
     return step
 
 
-def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig = TrainConfig(), log=print) -> dict:
-    """Train, calibrate, export. Returns the metadata written beside the model."""
-    tf.keras.utils.set_random_seed(config.seed)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    slices = load_nih_slices(data_dir)
-    split = split_patients([s.patient for s in slices], config.seed, config.val_patients, config.test_patients)
-    by_split = {name: [s for s in slices if s.patient in set(patients)] for name, patients in split.items()}
-    log(f"patients train/val/test: {len(split['train'])}/{len(split['val'])}/{len(split['test'])}; "
-        f"slices {len(by_split['train'])}/{len(by_split['val'])}/{len(by_split['test'])}")
-
-    backbone = build_backbone(size=None)
-    steps = config.epochs * config.steps_per_epoch
-    schedule = tf.keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.02)
-    optimizer = tf.keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
-    step = make_train_step(backbone, optimizer)
-
-    history = []
-    started = time.monotonic()
-    running = None
+def fit(backbone: tf.keras.Model, data, config: TrainConfig, log=print) -> list[dict]:
+    """The training loop; returns the smoothed losses every 50 steps."""
+    schedule = tf.keras.optimizers.schedules.CosineDecay(config.learning_rate, config.steps, alpha=0.02)
+    step = make_train_step(backbone, tf.keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay), config.weights)
+    history, running, started = [], None, time.monotonic()
     # A plain loop: tf.data's generator thread fought TensorFlow for the two cores (1.5x slower).
-    train_batches = batches(by_split["train"], config.pairs_per_batch, config.seed, config.crop)
-    for index in range(steps):
-        total, parts = step(*next(train_batches))
+    source = batches(data, config.mix, config.crop, config.seed)
+    for index in range(config.steps):
+        batch = next(source)
+        total, parts = step(batch.images, batch.tumour, batch.pancreas, batch.pancreas_weight, batch.twin_of)
         values = {k: float(v) for k, v in parts.items()} | {"total": float(total)}
         running = values if running is None else {k: 0.95 * running[k] + 0.05 * values[k] for k in values}
         if (index + 1) % 50 == 0 or index == 0:
             history.append({"step": index + 1, **running})
-            log(f"step {index + 1}/{steps} " + " ".join(f"{k} {v:.4f}" for k, v in running.items())
+            log(f"step {index + 1}/{config.steps} " + " ".join(f"{k} {v:.3f}" for k, v in running.items())
                 + f" ({time.monotonic() - started:.0f} s)")
+    return history
+
+
+def train(nih_dir: str | Path, msd_dir: str | Path, out_dir: str | Path, config: TrainConfig = TrainConfig(), log=print) -> dict:
+    """Train, calibrate, export. Returns the metadata written beside the model."""
+    started = time.monotonic()
+    tf.keras.utils.set_random_seed(config.seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    msd, nih = load_msd_slices(msd_dir), load_nih_slices(nih_dir)
+    splits = make_splits(msd, nih, config.seed, config.msd_val, config.msd_test, config.nih_val, config.nih_test)
+    for part in ("train", "val", "test"):
+        m, n = splits.slices(part, msd, nih)
+        log(f"{part}: MSD {len(splits.msd[part])} cases ({len(m)} tumour slices), NIH {len(splits.nih[part])} patients ({len(n)} slices)")
+    train_msd, train_nih = splits.slices("train", msd, nih)
+    data = prepare(train_msd, train_nih, np.random.default_rng(config.seed), config.transplants)
+    log(f"prepared {len(data.images)} slices with twins and transplants ({time.monotonic() - started:.0f} s)")
+
+    backbone = build_backbone(size=None)
+    history = fit(backbone, data, config, log)
     training_seconds = time.monotonic() - started
     backbone.save_weights(out_dir / "pancscan.weights.h5")
+    export_model(build_inference_model(backbone, batch_size=1), out_dir / "pancscan.tflite")
 
-    metadata = calibrate_and_export(backbone, by_split, split, config, out_dir, log)
-    metadata["training"] |= {"seconds": round(training_seconds, 1), "data_sha256": data_hash(data_dir)}
-    (out_dir / "pancscan.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    (out_dir / "history.json").write_text(json.dumps(history) + "\n")
-    metadata["series"] = fit_series_rule(data_dir, out_dir / "pancscan.tflite", log=log)
-    return metadata
-
-
-def score_cases(model: tf.keras.Model, images: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Slice score logits and pancreas maxima for (N, 256, 256) inputs with a batched Keras model."""
-    logits, pancreas = [], []
-    for i in range(0, len(images), batch):
-        out = model(images[i : i + batch, ..., None], training=False)
-        logits.append(np.asarray(out["score_logit"])[:, 0])
-        pancreas.append(np.asarray(out["pancreas_max"])[:, 0])
-    return np.concatenate(logits), np.concatenate(pancreas)
-
-
-def calibrate_and_export(backbone, by_split, split, config: TrainConfig, out_dir: Path, log=print) -> dict:
-    batched = build_inference_model(backbone, batch_size=None)
-    cases = evaluation_cases(by_split["val"], config.seed + 1, variants=config.eval_variants)
-    labels = np.array([c.label for c in cases])
-    logits, _ = score_cases(batched, np.stack([c.image for c in cases]))
-    a, b = metrics.fit_platt(logits, labels)
-    probs = metrics.calibrate(logits, a, b)
-    threshold = metrics.threshold_at_specificity(labels, probs, config.specificity)
-    log(f"validation: AUROC {metrics.auroc(labels, probs):.3f}, ECE {metrics.expected_calibration_error(labels, probs):.3f}, "
-        f"threshold {threshold:.3f}, sensitivity {np.mean(probs[labels == 1] >= threshold):.3f}")
-
-    train_inputs = np.stack([to_model_input(s.image) for s in by_split["train"]])
-    ranges = fit_ranges([slice_features(x) for x in train_inputs])
-    _, pancreas_train = score_cases(batched, train_inputs)
-    # The lowest pancreas confidence seen on real training slices, with room to spare.
-    pancreas_min = float(max(0.05, np.min(pancreas_train) * 0.5))
+    from pancscan_model.calibration import calibrate_on_validation
 
     metadata = {
         "name": "pancscan-slice",
         # the configuration's hash tells models trained with different settings apart
-        "version": "0.1.0+" + hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:8],
-        "input": {"size": [256, 256], "channels": 1, "range": [0.0, 1.0], "orientation": "radiological; both vertical orientations trained"},
-        "window": {"center_hu": 40.0, "width_hu": 400.0},
-        "outputs": {"score_logit": "max of the lesion map (logit)", "heatmap": "64x64 lesion probability map",
+        "version": "0.2.0+" + hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:8],
+        "input": {"size": [MODEL_SIZE, MODEL_SIZE], "channels": 1, "range": [0.0, 1.0],
+                  "convention": "grey = Hounsfield units clipped to 0..255, scaled to 0..1",
+                  "orientation": "radiological; both vertical orientations trained"},
+        "window": {"center_hu": WINDOW_CENTER_HU, "width_hu": WINDOW_WIDTH_HU},
+        "outputs": {"score_logit": "max of the tumour map (logit)", "heatmap": "64x64 tumour probability map",
                     "pancreas_max": "max pancreas probability"},
-        "calibration": {"method": "platt", "a": a, "b": b, "fitted_on": "validation patients, simulated lesions"},
-        "threshold": threshold,
-        "operating_point": f"{config.specificity:.0%} specificity on validation patients",
-        "ood": {"ranges": ranges, "pancreas_min": pancreas_min},
-        "split": split,
-        "training": {"config": asdict(config), "steps": config.epochs * config.steps_per_epoch},
+        "split": splits.as_json(),
+        "training": {"config": asdict(config), "seconds": round(training_seconds, 1),
+                     "data_sha256": data_hash(nih_dir, msd_dir)},
         "research_use_only": True,
     }
-    export_model(build_inference_model(backbone, batch_size=1), out_dir / "pancscan.tflite")
+    train_inputs = [to_model_input(s.image) for s in train_msd + train_nih]
+    metadata |= calibrate_on_validation(out_dir / "pancscan.tflite", splits.slices("val", msd, nih), train_inputs, metadata,
+                                        config.specificity, log)
+    (out_dir / "pancscan.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    (out_dir / "history.json").write_text(json.dumps(history) + "\n")
+    log(f"done in {time.monotonic() - started:.0f} s")
     return metadata

@@ -1,6 +1,8 @@
-"""TensorFlow side: a tiny training run, the export pipeline, and Keras/TFLite agreement."""
+"""TensorFlow side: a tiny training run on real tumours, the export pipeline, and Keras/TFLite agreement."""
 
+import csv
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -9,41 +11,75 @@ tf = pytest.importorskip("tensorflow")
 
 from pancscan.imaging import to_model_input  # noqa: E402
 from pancscan.model import SHIPPED_MODEL, SliceModel  # noqa: E402
+from pancscan_model.crops import BatchMix, batches, prepare  # noqa: E402
 from pancscan_model.network import build_backbone, build_inference_model  # noqa: E402
-from pancscan_model.train import TrainConfig, batches, make_train_step, train  # noqa: E402
+from pancscan_model.train import TrainConfig, make_train_step, train  # noqa: E402
+
+TINY = BatchMix(tumour_pairs=1, transplants=1, normal=1, msd_anywhere=1)
 
 
-def test_loss_decreases_on_a_few_slices(nih_slices):
+def small_copies(tmp_path, nih_dir, msd_dir, cases: int = 10, patients: int = 8):
+    """Folders laid out as the shared ones, with links to a few cases' and patients' files."""
+    nih, msd = tmp_path / "nih", tmp_path / "msd"
+    for folder in (nih / "images", nih / "masks", msd / "images", msd / "tumour_masks"):
+        folder.mkdir(parents=True)
+    keep = sorted({p.name.split("-")[0] for p in (nih_dir / "images").glob("*.jpg")})[:patients]
+    for path in (nih_dir / "images").glob("*.jpg"):
+        if path.name.split("-")[0] in keep:
+            (nih / "images" / path.name).symlink_to(path)
+            (nih / "masks" / path.name).symlink_to(nih_dir / "masks" / path.name)
+    with (msd_dir / "slices.csv").open() as listing:
+        rows = list(csv.DictReader(listing))
+    chosen = sorted({row["case"] for row in rows})[:cases]
+    rows = [row for row in rows if row["case"] in chosen]
+    with (msd / "slices.csv").open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for row in rows:
+        (msd / "images" / row["file"]).symlink_to(msd_dir / "images" / row["file"])
+        (msd / "tumour_masks" / row["file"]).symlink_to(msd_dir / "tumour_masks" / row["file"])
+    return nih, msd
+
+
+def test_loss_decreases_on_a_few_crops(nih_slices, msd_slices):
     tf.keras.utils.set_random_seed(0)
-    backbone = build_backbone()
+    data = prepare(msd_slices[:4], nih_slices[:4], np.random.default_rng(0), transplants=2)
+    backbone = build_backbone(size=None)
     step = make_train_step(backbone, tf.keras.optimizers.Adam(2e-3))
-    batch = next(batches(nih_slices[:4], pairs=2, seed=0))
-    first = float(step(*batch)[0])
+    batch = next(batches(data, TINY, crop=64, seed=0))
+    arguments = (batch.images, batch.tumour, batch.pancreas, batch.pancreas_weight, batch.twin_of)
+    first = float(step(*arguments)[0])
     for _ in range(25):
-        last = float(step(*batch)[0])
+        last = float(step(*arguments)[0])
     assert last < 0.7 * first
 
 
-def test_train_writes_a_loadable_model_with_complete_metadata(nih_dir, tmp_path):
-    config = TrainConfig(epochs=1, steps_per_epoch=3, pairs_per_batch=2, eval_variants=1)
-    metadata = train(nih_dir, tmp_path, config, log=lambda line: None)
-    model = SliceModel(tmp_path / "pancscan.tflite")
+def test_train_writes_a_loadable_model_with_complete_metadata(nih_dir, msd_dir, tmp_path):
+    nih, msd = small_copies(tmp_path, nih_dir, msd_dir)
+    config = TrainConfig(steps=3, crop=64, mix=TINY, transplants=3, msd_val=0.2, msd_test=0.2, nih_val=2, nih_test=2)
+
+    metadata = train(nih, msd, tmp_path / "out", config, log=lambda line: None)
+
+    model = SliceModel(tmp_path / "out" / "pancscan.tflite")
     assert model.metadata.input_size == 256
-    assert (model.metadata.window_center_hu, model.metadata.window_width_hu) == (40.0, 400.0)
-    assert 0.0 <= model.metadata.threshold <= 1.0
+    assert (model.metadata.window_center_hu, model.metadata.window_width_hu) == (127.5, 255.0)  # HU clipped to 0..255
+    assert 0.0 <= model.metadata.threshold <= 1.0 and model.metadata.series is not None
     assert len(metadata["training"]["data_sha256"]) == 64
-    assert set(metadata["split"]) == {"train", "val", "test"}
-    assert json.loads((tmp_path / "pancscan.json").read_text())["calibration"]["method"] == "platt"
+    for collection, count in (("msd", 10), ("nih", 8)):
+        parts = [set(metadata["split"][collection][part]) for part in ("train", "val", "test")]
+        assert sum(map(len, parts)) == len(set().union(*parts)) == count  # each case in exactly one part
+    assert json.loads((tmp_path / "out" / "pancscan.json").read_text())["calibration"]["weighting"].startswith("classes equal")
     raw = model.run(np.zeros((256, 256), np.float32))
     assert raw.heatmap.shape == (64, 64)
 
 
-def test_shipped_tflite_matches_keras_on_real_slices(nih_slices):
+def test_shipped_tflite_matches_keras_on_real_slices(nih_slices, msd_slices):
     backbone = build_backbone()
     backbone.load_weights(SHIPPED_MODEL.with_suffix(".weights.h5"))
     keras_model = build_inference_model(backbone, batch_size=1)
     lite = SliceModel(SHIPPED_MODEL)
-    for item in nih_slices[::25]:
+    for item in nih_slices[::50] + msd_slices[::300]:
         image = to_model_input(item.image)
         expected = keras_model(image[None, ..., None], training=False)
         got = lite.run(image)
@@ -53,7 +89,5 @@ def test_shipped_tflite_matches_keras_on_real_slices(nih_slices):
 
 
 def test_default_training_config_is_the_shipped_models():
-    from dataclasses import asdict
-
     shipped = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())["training"]["config"]
-    assert asdict(TrainConfig()) == shipped
+    assert json.loads(json.dumps(asdict(TrainConfig()))) == shipped

@@ -19,7 +19,7 @@ from pancscan.scan_input import read_scan
 from tests.conftest import jpeg_bytes, png_bytes
 from tests.dicom_factory import ct_dataset, display_to_hu, series_zip, to_bytes
 
-SIZE, WINDOW = 32, (40.0, 400.0)
+SIZE, WINDOW = 32, (127.5, 255.0)
 RNG = np.random.default_rng(0)
 HU = display_to_hu(RNG.integers(0, 256, (48, 48)))
 VALID = {

@@ -7,9 +7,9 @@ from pancscan.imaging import decode_image, hu_to_display, to_model_input
 from tests.conftest import jpeg_bytes, png_bytes
 
 
-def test_window_maps_w400_l40_to_display_range():
-    display = hu_to_display(np.array([-1000.0, -160.0, 40.0, 240.0, 3000.0]))
-    assert display == pytest.approx([0.0, 0.0, 127.5, 255.0, 255.0])
+def test_hounsfield_units_are_clipped_to_0_255_the_training_slices_convention():
+    display = hu_to_display(np.array([-1000.0, -100.0, 0.0, 40.0, 98.0, 255.0, 3000.0]))
+    assert display == pytest.approx([0.0, 0.0, 0.0, 40.0, 98.0, 255.0, 255.0])
 
 
 def test_greyscale_png_decodes_to_the_same_intensities():

@@ -6,13 +6,14 @@ from pancscan.ood import check_image, check_pancreas, fit_ranges, slice_features
 
 
 def test_features_measure_intensity_classes():
-    image = np.zeros((256, 256), np.float32)  # all air
-    image[64:192, 64:192] = 0.5  # a soft-tissue square, a quarter of the image
+    image = np.zeros((256, 256), np.float32)  # all at or below 0 HU: air or fat
+    image[64:192, 64:192] = 100 / 255  # soft tissue (100 HU), a quarter of the image
+    image[0:32, 0:32] = 1.0  # bone (at or above 255 HU), a 64th
     features = slice_features(image)
     assert features["soft_tissue_fraction"] == pytest.approx(0.25)
-    assert features["air_fraction"] == pytest.approx(0.75)
-    assert features["border_air_fraction"] == 1.0
-    assert features["saturated_fraction"] == 0.0
+    assert features["zero_fraction"] == pytest.approx(0.75 - 1 / 64)
+    assert features["border_zero_fraction"] == pytest.approx(1 - 2 * 32 * 6 / (4 * 256 * 6))  # the bone touches two edges
+    assert features["saturated_fraction"] == pytest.approx(1 / 64)
 
 
 def test_fitted_ranges_cover_training_values_with_a_margin():
@@ -21,10 +22,10 @@ def test_fitted_ranges_cover_training_values_with_a_margin():
 
 
 def test_values_outside_the_ranges_are_rejected_as_not_abdominal_ct():
-    ranges = {"air_fraction": [0.5, 0.9]}
-    check_image({"air_fraction": 0.7}, ranges, is_colour=False)
+    ranges = {"zero_fraction": [0.5, 0.9]}
+    check_image({"zero_fraction": 0.7}, ranges, is_colour=False)
     with pytest.raises(ScanRejected) as err:
-        check_image({"air_fraction": 0.1}, ranges, is_colour=False)
+        check_image({"zero_fraction": 0.1}, ranges, is_colour=False)
     assert err.value.code == "not_abdominal_ct"
 
 

@@ -15,7 +15,7 @@ from pancscan.scan_input import read_scan
 from tests.dicom_factory import PHI_STRINGS, ct_dataset, display_to_hu, series_zip, to_bytes, zip_of
 
 SIZE = 64
-WINDOW = (40.0, 400.0)
+WINDOW = (127.5, 255.0)  # HU clipped to 0..255
 
 
 def hu_image(seed: int, shape=(SIZE, SIZE)) -> np.ndarray:
@@ -28,7 +28,7 @@ def hu_image(seed: int, shape=(SIZE, SIZE)) -> np.ndarray:
 
 
 def expected(hu: np.ndarray) -> np.ndarray:
-    return np.clip((hu + 160.0) / 400.0, 0, 1)
+    return np.clip(hu / 255.0, 0, 1)
 
 
 def read(data: bytes):

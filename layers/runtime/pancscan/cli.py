@@ -68,23 +68,23 @@ def _predict(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from pancscan_model.train import TrainConfig, train
 
-    given = {"epochs": args.epochs, "seed": args.seed, "pairs_per_batch": args.pairs, "crop": args.crop}
+    given = {"steps": args.steps, "seed": args.seed, "crop": args.crop}
     config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
-    train(args.data, args.out, config, log=lambda line: print(line, flush=True))
+    train(args.data, args.msd, args.out, config, log=lambda line: print(line, flush=True))
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from pancscan_model.evaluate import evaluate
 
-    evaluate(args.data, model_path=args.model, out_dir=args.out, log=lambda line: print(line, flush=True))
+    evaluate(args.data, msd_dir=args.msd, model_path=args.model, out_dir=args.out, log=lambda line: print(line, flush=True))
     return 0
 
 
 def _fit_series(args: argparse.Namespace) -> int:
-    from pancscan_model.series_rule import fit_series_rule
+    from pancscan_model.calibration import refit_series_rule
 
-    fit_series_rule(args.data, args.model, log=lambda line: print(line, flush=True))
+    refit_series_rule(args.data, args.msd, args.model, log=lambda line: print(line, flush=True))
     return 0
 
 
@@ -137,26 +137,29 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--heatmap-dir", help="also write each slice with its heatmap drawn over it, as PNG")
     predict.set_defaults(run=_predict)
 
+    msd_help = "folder with images/, tumour_masks/ and slices.csv (MSD Task07 tumour slices)"
     train = commands.add_parser("train", help="train, calibrate and export a model (needs the 'train' extra)")
     train.add_argument("--data", required=True, help="folder with images/ and masks/ (NIH Pancreas-CT slices)")
+    train.add_argument("--msd", required=True, help=msd_help)
     train.add_argument("--out", required=True, help="folder for pancscan.tflite, pancscan.json and logs")
     # Defaults live in TrainConfig (those of the shipped model); options given here override them.
-    train.add_argument("--epochs", type=int, help="epochs of 100 steps")
-    train.add_argument("--pairs", type=int, help="lesioned/normal twin pairs per step")
-    train.add_argument("--crop", type=int, help="train on crops of this size (0: whole 256x256 slices)")
+    train.add_argument("--steps", type=int, help="optimisation steps")
+    train.add_argument("--crop", type=int, help="train on crops of this size of the 256x256 input")
     train.add_argument("--seed", type=int)
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="metrics table, JSON report, ROC and calibration plots")
     evaluate.add_argument("--data", required=True,
-                          help="NIH slices (images/, masks/: held-out patients with simulated lesions), "
-                               "class folders (normal/, cancer/) or MSD Task07 (imagesTr/, labelsTr/)")
+                          help="NIH slices (images/, masks/; with --msd: the model's test cases and patients), "
+                               "class folders (normal/, cancer/) or MSD Task07 NIfTI (imagesTr/, labelsTr/)")
+    evaluate.add_argument("--msd", help=msd_help + ": real tumours of the model's test cases")
     evaluate.add_argument("--model", help="a .tflite with its .json beside it (default: the shipped model)")
     evaluate.add_argument("--out", default="evaluation", help="folder for report.json and the plots")
     evaluate.set_defaults(run=_evaluate)
 
-    fit_series = commands.add_parser("fit-series", help="choose and calibrate the scan-level rule on validation patients")
+    fit_series = commands.add_parser("fit-series", help="choose and calibrate the scan-level rule on validation cases and patients")
     fit_series.add_argument("--data", required=True, help="NIH slices (images/, masks/)")
+    fit_series.add_argument("--msd", required=True, help=msd_help)
     fit_series.add_argument("--model", help="a .tflite with its .json beside it; the rule is written into the .json")
     fit_series.set_defaults(run=_fit_series)
 

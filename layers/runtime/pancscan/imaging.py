@@ -1,7 +1,8 @@
 """Decoding and preprocessing of CT slice images: pure functions over numpy arrays.
 
-Display images (PNG, JPEG) are taken to be already windowed to the soft-tissue window the model
-was trained in (W400/L40): 0 = -160 HU, 255 = +240 HU.
+The model's input convention is Hounsfield units clipped to 0..255 (grey = HU; fat and air are 0,
+the pancreas about 100, bone and contrast 255): the convention of the training slices. DICOM and
+NIfTI are converted so; a PNG or JPEG is taken to be in that convention already.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from PIL import Image, UnidentifiedImageError
 
 from pancscan.errors import ScanRejected
 
-WINDOW_CENTER_HU = 40.0
-WINDOW_WIDTH_HU = 400.0
+# HU clipped to 0..255, as a window: 0 HU -> 0, 255 HU -> 255
+WINDOW_CENTER_HU = 127.5
+WINDOW_WIDTH_HU = 255.0
 MODEL_SIZE = 256
 MAX_SIDE_PX = 4096  # well below Pillow's decompression-bomb limit
 SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
@@ -30,7 +32,7 @@ class DecodedImage:
 
 
 def hu_to_display(hu: np.ndarray, center: float = WINDOW_CENTER_HU, width: float = WINDOW_WIDTH_HU) -> np.ndarray:
-    """Window Hounsfield units to display intensity 0..255."""
+    """Window Hounsfield units to intensity 0..255 (by default: HU clipped to 0..255)."""
     low = center - width / 2
     return np.clip((np.asarray(hu, np.float32) - low) * (255.0 / width), 0, 255)
 

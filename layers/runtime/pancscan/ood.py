@@ -1,7 +1,8 @@
 """Is this an axial abdominal CT slice at all? A rule fixed on the training slices alone.
 
-Simple image statistics in the CT window (air, saturated bone/contrast, soft tissue, and air at
-the image border) must fall inside the ranges seen on real training slices, widened by a margin;
+Simple image statistics in the model's convention, HU clipped to 0..255 (the fraction at 0 HU or
+below: air and fat; saturated: bone and contrast; soft tissue; and the fraction at 0 along the image
+border) must fall inside the ranges seen on real training slices, widened by a margin;
 then the model's pancreas head must find a pancreas. Colour images are refused outright.
 """
 
@@ -11,10 +12,10 @@ import numpy as np
 
 from pancscan.errors import ScanRejected
 
-# In model-input units (0..1 = -160..+240 HU)
-AIR_BELOW = 0.04  # < about -145 HU: air, lung, outside the body
-SATURATED_ABOVE = 0.98  # > about +230 HU: bone, contrast
-SOFT_TISSUE = (0.35, 0.85)  # about -20..+180 HU
+# In model-input units (0..1 = 0..255 HU)
+ZERO_BELOW = 2 / 255  # at or below about 0 HU: air, lung, fat, outside the body
+SATURATED_ABOVE = 250 / 255  # bone, contrast
+SOFT_TISSUE = (20 / 255, 200 / 255)  # muscle, organs, vessels
 BORDER_PX = 6
 
 
@@ -24,10 +25,10 @@ def slice_features(image: np.ndarray) -> dict[str, float]:
         [image[:BORDER_PX].ravel(), image[-BORDER_PX:].ravel(), image[:, :BORDER_PX].ravel(), image[:, -BORDER_PX:].ravel()]
     )
     return {
-        "air_fraction": float(np.mean(image < AIR_BELOW)),
+        "zero_fraction": float(np.mean(image < ZERO_BELOW)),
         "saturated_fraction": float(np.mean(image > SATURATED_ABOVE)),
         "soft_tissue_fraction": float(np.mean((image > SOFT_TISSUE[0]) & (image < SOFT_TISSUE[1]))),
-        "border_air_fraction": float(np.mean(border < AIR_BELOW)),
+        "border_zero_fraction": float(np.mean(border < ZERO_BELOW)),
     }
 
 
@@ -50,7 +51,7 @@ def check_image(features: dict[str, float], ranges: dict[str, list[float]], *, i
         if name in features and not lo <= features[name] <= hi:
             raise ScanRejected(
                 "not_abdominal_ct",
-                "The image does not look like an axial abdominal CT slice in a soft-tissue window "
+                "The image does not look like an axial abdominal CT slice with grey = HU clipped to 0..255 "
                 f"({name.replace('_', ' ')} {features[name]:.2f} is outside {lo:.2f}-{hi:.2f}).",
             )
 

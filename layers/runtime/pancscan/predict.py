@@ -64,10 +64,20 @@ def check_and_run(image: np.ndarray, model: SliceModel, *, is_colour: bool = Fal
     return raw
 
 
+def label_confidence(probability: float, threshold: float) -> float:
+    """Confidence in the label the threshold gives: 0.5 at the threshold, rising linearly to 1.0 at a
+    probability of 1 (for "cancer detected") or 0 (for "no cancer detected"). Never below 0.5, and
+    consistent with the label whatever the threshold (a threshold below 0.5 would otherwise give
+    "cancer detected" with a probability, read as confidence, under 50%)."""
+    if probability >= threshold:
+        return 0.5 + 0.5 * (probability - threshold) / max(1.0 - threshold, 1e-9)
+    return 0.5 + 0.5 * (threshold - probability) / max(threshold, 1e-9)
+
+
 def _labelled(probability: float, threshold: float, model: SliceModel, **fields) -> ScanResult:
     cancer = probability >= threshold
     return ScanResult("complete", threshold, model.metadata.version, label=LABELS[int(cancer)], probability=probability,
-                      confidence=probability if cancer else 1.0 - probability, **fields)
+                      confidence=label_confidence(probability, threshold), **fields)
 
 
 def predict_model_input(image: np.ndarray, model: SliceModel, *, is_colour: bool = False, technical: dict | None = None) -> ScanResult:
