@@ -1,7 +1,8 @@
-"""Cold start and warm latency of the exported .tflite path against the same model in TensorFlow/Keras.
+"""Cold start and warm latency of the exported .tflite path against the same model in TensorFlow/Keras,
+and a whole `pancscan predict` process against a process that only imports TensorFlow.
 
 Each path runs in a fresh subprocess (so import and load costs are real), pinned to one core where
-the OS allows. Prints figures and the ratios Keras/TFLite measured in this same run.
+the OS allows. Prints figures and the ratios measured in this same run.
 
     python bench/bench_model.py [--slices 100] [--data ../shared/data/nih-pancreas-ct-slices]
 """
@@ -54,11 +55,25 @@ print(json.dumps({
 
 def measure(mode: str, n: int, images_path: Path) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1")
-    command = [sys.executable, "-c", CHILD, mode, str(n), str(images_path)]
-    if hasattr(os, "sched_setaffinity"):
-        command = ["taskset", "-c", "0", *command] if _has_taskset() else command
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    done = subprocess.run(_pinned([sys.executable, "-c", CHILD, mode, str(n), str(images_path)]), capture_output=True,
+                          text=True, env=env, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _pinned(command: list[str]) -> list[str]:
+    return ["taskset", "-c", "0", *command] if hasattr(os, "sched_setaffinity") and _has_taskset() else command
+
+
+def process_seconds_and_peak_mb(command: list[str]) -> tuple[float, float]:
+    """Wall time of a whole process and its peak resident memory (the child's ru_maxrss)."""
+    import resource
+    import time
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1")
+    started = time.perf_counter()
+    subprocess.run(_pinned(command), capture_output=True, env=env, check=True)
+    seconds = time.perf_counter() - started
+    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def _has_taskset() -> bool:
@@ -79,7 +94,15 @@ def main() -> None:
     from pancscan.imaging import to_model_input
     from pancscan_model.data import load_nih_slices
 
-    images = np.stack([to_model_input(s.image) for s in load_nih_slices(args.data)[:20]])
+    slices = load_nih_slices(args.data)[:20]
+    images = np.stack([to_model_input(s.image) for s in slices])
+    slice_file = Path(args.data) / "images" / f"{slices[0].name}.jpg"
+    # predict first: the children's ru_maxrss is a running maximum, read here before any larger child has run
+    predict = [str(Path(sys.executable).parent / "pancscan"), "predict", "--json", str(slice_file)]
+    predict_runs = [process_seconds_and_peak_mb(predict) for _ in range(args.repeats)]
+    tf_seconds = float(np.median([process_seconds_and_peak_mb([sys.executable, "-c", "import tensorflow"])[0]
+                                  for _ in range(args.repeats)]))
+    predict_seconds, predict_peak_mb = float(np.median([r[0] for r in predict_runs])), max(r[1] for r in predict_runs)
     with tempfile.TemporaryDirectory() as tmp:
         images_path = Path(tmp) / "images.npy"
         np.save(images_path, images)
@@ -93,6 +116,10 @@ def main() -> None:
                        ("peak_rss_mb", "peak memory (MB)")]:
         lite, keras = results["tflite"][key], results["keras"][key]
         print(f"{label:22s} {lite:16.3f} {keras:17.3f} {keras / lite:12.1f}x")
+    print(f"\n`pancscan predict` on one slice: {predict_seconds:.2f} s, peak memory {predict_peak_mb:.0f} MB; "
+          f"`import tensorflow` alone: {tf_seconds:.2f} s; ratio {predict_seconds / tf_seconds:.2f}x")
+    results["predict_process"] = {"seconds": predict_seconds, "peak_mb": predict_peak_mb, "import_tensorflow_seconds": tf_seconds,
+                                  "ratio_to_import_tensorflow": predict_seconds / tf_seconds}
     print(json.dumps(results))
 
 

@@ -213,7 +213,7 @@ function loadImage(src) {
 const dataUrl = (png) => `data:${png.media_type};base64,${png.data}`;
 
 function thresholdInWords(result) {
-  return `"Cancer detected" from ${percent(result.threshold)}: chosen so that about 95 in 100 scans without a (simulated) lesion are called "No cancer detected".`;
+  return `"Cancer detected" from ${percent(result.threshold)}: chosen so that about 95 in 100 normal scans of the validation patients are called "No cancer detected". Confidence is 50% at the threshold and 100% at 0% or 100%.`;
 }
 
 async function show(scan, result, file) {

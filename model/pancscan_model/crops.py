@@ -27,6 +27,7 @@ from pancscan_model.fill import jpeg_roundtrip, training_fill, transplant, tumou
 
 MAP_STRIDE = 4  # one map cell per 4x4 model-input pixels
 SOFT_TISSUE = 100 / 255  # contrast changes pivot here (pancreas, about 100 HU)
+VISIBLE_HU = 10  # a transplanted tumour differs from its surroundings by at least this much (median)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Prepared:
     pancreas_known: np.ndarray  # (N,) bool: NIH masks; MSD has none (its tumours lie in the pancreas)
     twins: np.ndarray  # (N, 256, 256): the tumour filled in (MSD), else the image itself
     kinds: np.ndarray  # (N,) "msd" | "nih" | "transplant"
+    cases: np.ndarray  # (N,) case or patient (a transplant: its host patient)
 
 
 def _scaled(image: np.ndarray) -> np.ndarray:
@@ -67,18 +69,20 @@ def _scaled_mask(mask: np.ndarray | None) -> np.ndarray:
 
 def prepare(msd: list[CTSlice], nih: list[CTSlice], rng: np.random.Generator, transplants: int) -> Prepared:
     """Model-scale copies of every slice, a filled-in twin per tumour slice (JPEG encoded, as the data),
-    and ``transplants`` NIH slices each given a random training tumour's attenuation."""
-    images, tumour, pancreas, known, twins, kinds = [], [], [], [], [], []
+    and ``transplants`` NIH slices each given a random training tumour's attenuation (a visible one)."""
+    images, tumour, pancreas, known, twins, kinds, cases = [], [], [], [], [], [], []
 
-    def add(image, tumour_mask, pancreas_mask, twin, kind):
+    def add(image, tumour_mask, pancreas_mask, twin, kind, case):
         images.append(_scaled(image)), tumour.append(_scaled_mask(tumour_mask)), pancreas.append(_scaled_mask(pancreas_mask))
-        known.append(pancreas_mask is not None), twins.append(_scaled(twin)), kinds.append(kind)
+        known.append(pancreas_mask is not None), twins.append(_scaled(twin)), kinds.append(kind), cases.append(case)
 
     for item in msd:
-        add(item.image, item.tumour, None, jpeg_roundtrip(training_fill(item.image, item.tumour, rng)), "msd")
+        add(item.image, item.tumour, None, jpeg_roundtrip(training_fill(item.image, item.tumour, rng)), "msd", item.patient)
     for item in nih:
-        add(item.image, None, item.pancreas, item.image, "nih")
+        add(item.image, None, item.pancreas, item.image, "nih", item.patient)
     attenuations = [tumour_attenuation(item.image, item.tumour) for item in msd if item.tumour.any()]
+    # only tumours that differ from their surroundings: an invisible one would teach "the pancreas is a tumour"
+    attenuations = [(delta, mask) for delta, mask in attenuations if abs(float(np.median(delta[mask]))) >= VISIBLE_HU]
     made = 0
     while made < transplants and attenuations and nih:
         host = nih[rng.integers(len(nih))]
@@ -86,9 +90,10 @@ def prepare(msd: list[CTSlice], nih: list[CTSlice], rng: np.random.Generator, tr
         placed = transplant(host.image, host.pancreas, delta, mask, rng)
         if placed is not None:
             image, where = placed
-            add(jpeg_roundtrip(image), where, host.pancreas, host.image, "transplant")
+            add(jpeg_roundtrip(image), where, host.pancreas, host.image, "transplant", host.patient)
             made += 1
-    return Prepared(np.stack(images), np.stack(tumour), np.stack(pancreas), np.array(known), np.stack(twins), np.array(kinds))
+    return Prepared(np.stack(images), np.stack(tumour), np.stack(pancreas), np.array(known), np.stack(twins), np.array(kinds),
+                    np.array(cases))
 
 
 def _affine_crop(stack: np.ndarray, rng: np.random.Generator, crop: int, focus: np.ndarray | None, focus_p: float) -> np.ndarray:
@@ -169,13 +174,17 @@ def batches(data: Prepared, mix: BatchMix, crop: int, seed: int):
     """Endless batches (``Batch``) of ``mix`` from the prepared slices."""
     rng = np.random.default_rng(seed)
     by_kind = {kind: np.flatnonzero(data.kinds == kind) for kind in ("msd", "nih", "transplant")}
+    # a case with many slices (a large tumour) weighs more, but not in proportion: 1/sqrt(its slices)
+    counts = {case: np.sum(data.cases == case) for case in set(data.cases)}
+    chance = {kind: 1 / np.sqrt([counts[data.cases[i]] for i in pool]) for kind, pool in by_kind.items()}
+    chance = {kind: weights / weights.sum() for kind, weights in chance.items() if len(weights)}
     plan = ([("msd", 0.9, True)] * mix.tumour_pairs + [("transplant", 0.9, False)] * mix.transplants
             + [("nih", 0.7, False)] * mix.normal + [("msd", 0.0, False)] * mix.msd_anywhere)
     while True:
         images, tumour, pancreas, weight, twin_of = [], [], [], [], []
         for kind, focus_p, with_twin in plan:
-            pool = by_kind[kind] if len(by_kind[kind]) else by_kind["nih"]
-            crops, t, p, w = _sample(data, int(pool[rng.integers(len(pool))]), rng, crop, focus_p, with_twin)
+            kind = kind if len(by_kind[kind]) else "nih"
+            crops, t, p, w = _sample(data, int(rng.choice(by_kind[kind], p=chance[kind])), rng, crop, focus_p, with_twin)
             for k, image in enumerate(crops):
                 images.append(image)
                 # the twin's tumour is gone: its target is empty; the pancreas stays where it was

@@ -20,6 +20,7 @@ from pancscan.imaging import hu_to_display
 from pancscan.nifti import radiological_axial
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+SATURATED = 250  # grey levels: bone, contrast (HU clipped to 0..255)
 CLASS_FOLDERS = {"normal": 0, "cancer": 1}
 
 
@@ -57,15 +58,24 @@ def load_nih_slices(data_dir: str | Path) -> list[CTSlice]:
     return slices
 
 
+def intensities_recovered(image: np.ndarray) -> bool:
+    """False for a slice whose HU recovery failed: more than half of the body at 255 (in two MSD cases,
+    C241 and C273, the whole body is white; on real slices of either set at most 12% is)."""
+    body = image[image > 0]
+    return body.size > 0 and float(np.mean(body >= SATURATED)) < 0.5
+
+
 def load_msd_slices(data_dir: str | Path) -> list[CTSlice]:
     """``images/MSD_<case>-<k>.jpg`` with ``tumour_masks/``: real pancreatic tumours (no pancreas mask).
 
-    Slices of a case keep their order (k), so adjacent slices stay neighbours; ``patient`` is the case."""
+    Slices of a case keep their order (k), so adjacent slices stay neighbours; ``patient`` is the case.
+    Slices whose intensities were not recovered (``intensities_recovered``) are left out."""
     data_dir = Path(data_dir)
     with (data_dir / "slices.csv").open() as listing:
         rows = sorted(csv.DictReader(listing), key=lambda row: (row["case"], row["file"]))
     slices = [CTSlice(row["case"], Path(row["file"]).stem, _grey(data_dir / "images" / row["file"]), None,
                       _mask(data_dir / "tumour_masks" / row["file"]), label=1) for row in rows]
+    slices = [s for s in slices if intensities_recovered(s.image)]
     if not slices:
         raise FileNotFoundError(f"no slices listed in {data_dir / 'slices.csv'}")
     return slices

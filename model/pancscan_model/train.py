@@ -25,11 +25,15 @@ from pancscan_model.export import export_model
 from pancscan_model.network import build_backbone, build_inference_model
 
 
+HARD_CELLS = 8  # map cells per crop that count as its false alarms
+
+
 @dataclass(frozen=True)
 class LossWeights:
     tumour_pos_weight: float = 10.0  # tumour cells against tumour-free ones in the map's cross-entropy
     rank_twin: float = 0.5  # a tumour crop's maximum above its filled-in twin's
     twin_cells: float = 0.0  # the same, cell by cell over the tumour
+    hard_negatives: float = 0.0  # the hottest tumour-free cells of every crop pushed down (the map's false alarms)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ def losses(tumour, pancreas, pancreas_weight, twin_of, pancreas_logits, lesion_l
     twin_cells = tf.reduce_sum(twin_cells * tumour, axis=[1, 2, 3]) / tf.maximum(tf.reduce_sum(tumour, axis=[1, 2, 3]), 1.0)
     twins = tf.maximum(tf.reduce_sum(has_twin), 1.0)
     pancreas_ce = tf.nn.sigmoid_cross_entropy_with_logits(pancreas, pancreas_logits) * pancreas_weight
+    free = tf.reshape(tf.where(near > 0.5, -1e4, lesion_logits), [tf.shape(lesion_logits)[0], -1])
+    hottest = tf.math.top_k(free, k=HARD_CELLS).values
     return {
         "pancreas": tf.reduce_sum(pancreas_ce) / tf.maximum(tf.reduce_sum(pancreas_weight), 1.0),
         "tumour_map": tf.reduce_mean(tf.nn.weighted_cross_entropy_with_logits(tumour, lesion_logits, pos_weight=weights.tumour_pos_weight)) * 5.0,
@@ -85,6 +91,7 @@ def losses(tumour, pancreas, pancreas_weight, twin_of, pancreas_logits, lesion_l
         "rank_in_slice": tf.reduce_sum(tf.nn.softplus(outside - inside + 2.0) * label) / has_tumour * 0.5,
         "rank_twin": tf.reduce_sum(tf.nn.softplus(twin_score - score + 2.0) * has_twin) / twins * weights.rank_twin,
         "twin_cells": tf.reduce_sum(twin_cells * has_twin) / twins * weights.twin_cells,
+        "hard_negatives": tf.reduce_mean(tf.nn.softplus(hottest)) * weights.hard_negatives,
     }
 
 
