@@ -24,14 +24,17 @@ import requests
 
 from pancscan_local.process import served_stack
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_model import PEAK_MB  # noqa: E402  (the process's own peak memory, VmHWM)
+
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = REPO / "build" / "inference"
-COLD_START = """
-import resource, sys, time; t0 = time.perf_counter()
+COLD_START = PEAK_MB + """
+import sys, time; t0 = time.perf_counter()
 import app
 from pancscan.predict import predict_bytes
 predict_bytes(open(sys.argv[1], "rb").read(), app.model)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(peak_mb())
 """
 
 
@@ -98,7 +101,7 @@ def cold_start(slice_path: Path, repeats: int = 3) -> tuple[float, float, float]
     handler, bare, peak_mb = [], [], []
     for _ in range(repeats):
         started = time.perf_counter()
-        out = subprocess.run([sys.executable, "-S", "-c", COLD_START, str(slice_path)], cwd=IMAGE / "task", env=env,
+        out = subprocess.run([sys.executable, "-S", "-c", COLD_START, str(slice_path.resolve())], cwd=IMAGE / "task", env=env,
                              capture_output=True, text=True, check=True)
         handler.append(time.perf_counter() - started)
         peak_mb.append(float(out.stdout.strip().splitlines()[-1]))

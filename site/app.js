@@ -271,8 +271,10 @@ function drawView() {
   const layerContext = layer.getContext("2d");
   layerContext.drawImage(shown.heatImage, 0, 0, layer.width, layer.height);
   const pixels = layerContext.getImageData(0, 0, layer.width, layer.height);
+  let hottest = 0;
   for (let i = 0; i < pixels.data.length; i += 4) {
     const p = pixels.data[i] / 255;
+    hottest = Math.max(hottest, p);
     pixels.data[i + 3] = Math.max(0, (p - 0.1) / 0.9) * 255 * opacity;
     pixels.data[i] = 255;
     pixels.data[i + 1] = 40;
@@ -280,6 +282,7 @@ function drawView() {
   }
   layerContext.putImageData(pixels, 0, 0);
   context.drawImage(layer, 0, 0);
+  if (hottest <= 0.1) $("caption").textContent += " No spot on this slice reached 10% on the heatmap, so none is marked.";
 }
 
 function showSeries(series) {

@@ -85,8 +85,8 @@ export function parseDicom(buffer) {
   };
 }
 
-// Draw a parsed slice in a soft-tissue window (W400/L40) on a canvas, in the radiological view.
-export function drawDicom(canvas, slice, center = 40, width = 400) {
+// Draw a parsed slice as the model sees it (HU clipped to 0..255) on a canvas, in the radiological view.
+export function drawDicom(canvas, slice, center = 127.5, width = 255) {
   const scratch = document.createElement("canvas");
   scratch.width = slice.columns;
   scratch.height = slice.rows;

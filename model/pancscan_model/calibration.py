@@ -24,6 +24,10 @@ from pancscan_model import metrics
 from pancscan_model.data import CTSlice
 
 MIN_GAIN = 0.01  # AUROC a series rule must gain over "max" on validation to replace it
+# Rules a scan may use. Not "mean": the validation series hold tumour slices only (MSD has no tumour-free
+# slices of its patients), where a mean looks best, but a whole scan has many slices beside a tumour
+# seen on a few, and their mean hides it.
+CANDIDATE_RULES = ("max", "top2_mean")
 
 
 def series_logits(series: list[list[np.ndarray]], model: SliceModel) -> list[np.ndarray]:
@@ -53,7 +57,7 @@ def by_case(slices: list[CTSlice]) -> list[list[CTSlice]]:
 
 
 def fit_series_rule(logits: list[np.ndarray], labels: np.ndarray, specificity: float, log=print) -> dict:
-    aurocs = {rule: metrics.auroc(labels, aggregate(rule, logits)) for rule in SERIES_RULES}
+    aurocs = {rule: metrics.auroc(labels, aggregate(rule, logits)) for rule in CANDIDATE_RULES}
     # "max" (the most suspicious slice decides) unless another rule is clearly better on validation
     best = max(aurocs, key=lambda rule: aurocs[rule] - (0.0 if rule == "max" else MIN_GAIN))
     scores = aggregate(best, logits)

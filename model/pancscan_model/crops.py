@@ -35,8 +35,8 @@ class BatchMix:
     """Crops per batch of each kind (a tumour pair counts two)."""
 
     tumour_pairs: int = 5
-    transplants: int = 4
-    normal: int = 5
+    transplants: int = 3
+    normal: int = 7
     msd_anywhere: int = 3
 
     @property

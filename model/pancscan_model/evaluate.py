@@ -11,6 +11,7 @@ With the MSD tumour slices (``msd_dir``), on the model's TEST cases and patients
 - scan level: each test case's slices as a DICOM series (HU rebuilt from the slices), against each
   normal test patient's series, through the series rule;
 - out of distribution: real slices wrongly rejected, and made-up non-CT images rejected;
+- examples.png: detected and missed test tumours and the highest-scoring normal slices, with heatmaps;
 - simulated lesions in the normal test patients (reported apart: they are not real tumours).
 
 95% intervals resample whole cases and patients (1000 bootstraps). Without ``msd_dir``: class
@@ -33,12 +34,13 @@ from pancscan_model import metrics
 from pancscan_model.calibration import by_case
 from pancscan_model.data import load_class_folders, load_msd_slices, load_msd_task07, load_nih_slices
 from pancscan_model.dicom_series import hu_from_slice, series_zip
-from pancscan_model.fill import erase_tumour, jpeg_roundtrip
+from pancscan_model.fill import erase_tumour, jpeg_roundtrip, tumour_contrast_hu
 from pancscan_model.ood_sets import ood_images
 from pancscan_model.samples import Case, evaluation_cases
 
 EVAL_SEED = 4242
 AREA_BANDS_PX = {"<200 px": (0, 200), "200-800 px": (200, 800), ">=800 px": (800, np.inf)}
+ISO_ATTENUATING_HU = 20  # tumours within this of their surroundings (median HU) are hard to see on one slice
 PIXEL_MM = 0.8  # MSD Task07 pixels are about 0.6-1.0 mm; not recorded per slice
 LOCALISATION_MARGIN_MM = 5.0
 NOTE = ("Positives are REAL pancreatic tumours (MSD Task07, one hospital); negatives are normal pancreases "
@@ -82,7 +84,7 @@ def summarise(s: Scored, threshold: float) -> dict:
             subset = np.flatnonzero((s.labels == 0) | ((s.areas >= lo) & (s.areas < hi)))
             out["sensitivity_by_area"][band] = {"n": int((s.labels[subset] == 1).sum())} | _interval(
                 lambda i: sens(subset[i]), s.groups[subset])
-    out["reliability"] = metrics.reliability(s.labels, s.probs)
+    out["reliability"] = metrics.reliability(s.labels, s.probs, weights=metrics.balanced_weights(s.labels))
     return out
 
 
@@ -100,7 +102,7 @@ def _run(image: np.ndarray, model):
     return (result.probability if result.probability is not None else model.probability(raw.score_logit)), raw.heatmap, result.status == "rejected"
 
 
-def evaluate_real(nih_dir: Path, msd_dir: Path, model, metadata: dict, log) -> tuple[dict, dict[str, Scored]]:
+def evaluate_real(nih_dir: Path, msd_dir: Path, model, metadata: dict, log, out_dir: Path) -> tuple[dict, dict[str, Scored]]:
     split = metadata["split"]
     msd = [s for s in load_msd_slices(msd_dir) if s.patient in set(split["msd"]["test"])]
     nih = [s for s in load_nih_slices(nih_dir) if s.patient in set(split["nih"]["test"])]
@@ -128,6 +130,19 @@ def evaluate_real(nih_dir: Path, msd_dir: Path, model, metadata: dict, log) -> t
     p_tumour, p_erased = np.array([p for p, _, _ in tumour]), np.array([p for p, _, _ in erased])
     report["real_tumour_vs_erased"]["tumour_outscores_its_erased_twin"] = _interval(
         lambda i: float(np.mean(p_tumour[i] > p_erased[i])), cases)
+    contrast = np.array([tumour_contrast_hu(s.image, s.tumour) for s in msd])
+    visible = np.abs(contrast) >= ISO_ATTENUATING_HU  # NaN (no tissue around it to compare) counts as not visible
+    report["by_tumour_contrast"] = {
+        "definition": f"median HU of the tumour minus that of the soft tissue around it; 'visible': at least {ISO_ATTENUATING_HU} HU apart",
+        "visible_fraction": float(visible.mean()),
+        "median_tumour_hu_by_area": {band: float(np.median([np.median(s.image[s.tumour]) for s, a in zip(msd, areas) if lo <= a < hi]))
+                                     for band, (lo, hi) in AREA_BANDS_PX.items()},
+        **{name: {"n": int(subset.sum()),
+                  "sensitivity": _interval(lambda i, subset=subset: float(np.mean(p_tumour[i][subset[i]] >= threshold)), cases),
+                  "tumour_outscores_its_erased_twin": _interval(
+                      lambda i, subset=subset: float(np.mean(p_tumour[i][subset[i]] > p_erased[i][subset[i]])), cases)}
+           for name, subset in (("visible", visible), ("iso_attenuating", ~visible))},
+    }
 
     on_tumour = np.array([peak_on_tumour(h, s.tumour, margin_px) for (_, h, _), s in zip(tumour, msd)])
     still_there = np.array([peak_on_tumour(h, s.tumour, margin_px) for (_, h, _), s in zip(erased, msd)])
@@ -151,9 +166,41 @@ def evaluate_real(nih_dir: Path, msd_dir: Path, model, metadata: dict, log) -> t
             "rule": model.metadata.series.rule, "threshold": model.metadata.series.threshold,
             "note": "each test case's tumour slices (MSD) or test patient's slices (NIH) as one DICOM series, HU rebuilt from the slices"}
 
+    _gallery(msd, tumour, nih, normal, threshold, margin_px, out_dir)
     report["out_of_distribution"] = _out_of_distribution([s.image for s in msd + nih], model)
     report["simulated_lesions_nih_test"] = _simulated(nih, model, threshold)
     return report, sets
+
+
+def _gallery(msd, tumour, nih, normal, threshold: float, margin_px: int, out_dir: Path, per_row: int = 6) -> None:
+    """examples.png, for people to look at what the model looks at: test tumour slices it detects
+    (first row) and misses (second row), one per case, tumour outlined in green; the normal test
+    slices it scores highest (third row). Heatmap in red where above 0.1, as on the page."""
+    from PIL import Image
+
+    from pancscan.overlay import overlay
+
+    def tile(item, heatmap, outline: bool) -> np.ndarray:
+        image = np.asarray(overlay(to_model_input(item.image) * 255, heatmap, opacity=0.7), np.float32)
+        if outline:
+            mask = to_model_input(item.tumour * 255.0) > 0.5
+            image[mask & ~ndimage.binary_erosion(mask)] = [0, 255, 0]
+        return image
+
+    def one_per_case(found) -> list[int]:
+        first = {}
+        for i, (p, _, _) in enumerate(tumour):
+            if found(p):
+                first.setdefault(msd[i].patient, i)
+        return list(first.values())[:per_row]
+
+    detected, missed = one_per_case(lambda p: p >= threshold), one_per_case(lambda p: p < threshold)
+    highest = np.argsort([-p for p, _, _ in normal])[:per_row]
+    rows = [[tile(msd[i], tumour[i][1], True) for i in detected], [tile(msd[i], tumour[i][1], True) for i in missed],
+            [tile(nih[i], normal[i][1], False) for i in highest]]
+    blank = np.zeros((256, 256, 3), np.float32)
+    grid = np.concatenate([np.concatenate(row + [blank] * (per_row - len(row)), axis=1) for row in rows], axis=0)
+    Image.fromarray(grid.astype(np.uint8)).save(out_dir / "examples.png")
 
 
 def _out_of_distribution(real: list[np.ndarray], model) -> dict:
@@ -173,10 +220,11 @@ def _simulated(nih, model, threshold: float) -> dict:
     probs = np.array([predict_model_input(c.image, model).probability or 0.0 for c in cases])
     labels = np.array([c.label for c in cases])
     groups = np.array([c.patient for c in cases])
+    higher = probs[1::2] > probs[0::2]  # cases come in pairs: a slice without, then with a lesion
     return {"note": "SIMULATED lesions (held-out generator) in the NIH test patients' slices, each against its lesion-free twin",
             "auroc": _interval(lambda i: metrics.auroc(labels[i], probs[i]), groups),
             "sensitivity": _interval(lambda i: float(np.mean(probs[i][labels[i] == 1] >= threshold)), groups),
-            "lesioned_twin_scores_higher": _interval(lambda i: float(np.mean(probs[i][labels[i] == 1] > probs[i][labels[i] == 0])), groups[::2])}
+            "lesioned_twin_scores_higher": _interval(lambda i: float(higher[i].mean()), groups[::2])}
 
 
 def evaluate_labelled(slices, model) -> tuple[dict, dict[str, Scored]]:
@@ -194,7 +242,8 @@ def evaluate(data_dir, msd_dir=None, model_path=None, out_dir="evaluation", log=
     model = runtime_model.load_model(model_path)
     metadata = json.loads(model.path.with_suffix(".json").read_text())
     if msd_dir is not None:
-        report, scored = evaluate_real(data_dir, Path(msd_dir), model, metadata, log)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report, scored = evaluate_real(data_dir, Path(msd_dir), model, metadata, log, out_dir)
         note = NOTE
     elif (data_dir / "imagesTr").is_dir():
         (report, scored), note = evaluate_labelled(load_msd_task07(data_dir), model), "Labels as the data set gives them."
@@ -207,7 +256,8 @@ def evaluate(data_dir, msd_dir=None, model_path=None, out_dir="evaluation", log=
     _plots(scored, out_dir)
     for line in table(report):
         log(line)
-    log(f"report: {out_dir / 'report.json'}; plots: {out_dir / 'roc.png'}, {out_dir / 'calibration.png'}")
+    log(f"report: {out_dir / 'report.json'}; plots: {out_dir / 'roc.png'}, {out_dir / 'calibration.png'}"
+        + (f", {out_dir / 'examples.png'}" if msd_dir is not None else ""))
     return report
 
 
@@ -227,6 +277,12 @@ def table(report: dict) -> list[str]:
                 lines.append(f"    sensitivity, tumour {band:10s} (n={b['n']:3d}) {_fmt(b)}")
             if "tumour_outscores_its_erased_twin" in r:
                 lines.append(f"    tumour slice outscores its erased twin {_fmt(r['tumour_outscores_its_erased_twin'])}")
+    if "by_tumour_contrast" in report:
+        contrast = report["by_tumour_contrast"]
+        for name in ("visible", "iso_attenuating"):
+            part = contrast[name]
+            lines.append(f"{name.replace('_', '-') + ' tumours':24s} (n={part['n']:3d}) sensitivity {_fmt(part['sensitivity'])}, "
+                         f"outscores its erased twin {_fmt(part['tumour_outscores_its_erased_twin'])}")
     if "localisation" in report:
         loc = report["localisation"]
         lines.append(f"localisation ({loc['definition']}):")
@@ -262,10 +318,10 @@ def _plots(scored: dict[str, Scored], out_dir: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, s in scored.items():
-        bins = metrics.reliability(s.labels, s.probs)
+        bins = metrics.reliability(s.labels, s.probs, weights=metrics.balanced_weights(s.labels))
         ax.plot([b["mean_probability"] for b in bins], [b["observed_rate"] for b in bins], "o-", label=name)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(xlabel="predicted probability", ylabel="observed fraction with tumour", title="Calibration (unweighted bins)")
+    ax.set(xlabel="predicted probability", ylabel="observed fraction with tumour", title="Calibration (classes weighted equally)")
     ax.legend(fontsize=6, loc="upper left")
     fig.tight_layout()
     fig.savefig(out_dir / "calibration.png", dpi=120)

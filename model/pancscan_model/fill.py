@@ -181,6 +181,14 @@ def _donor_tissue(part: np.ndarray, region: np.ndarray, ring: np.ndarray, rng: n
     return None
 
 
+def tumour_contrast_hu(image: np.ndarray, tumour: np.ndarray) -> float:
+    """Median HU of the tumour minus that of the soft tissue (above 20 HU) in the ring around it;
+    NaN where the ring holds too little soft tissue to say. Near 0: iso-attenuating on this slice."""
+    _, ring = _regions(tumour)
+    tissue = ring & (image > 20)
+    return float(np.median(image[tumour]) - np.median(image[tissue])) if tissue.sum() >= 20 else float("nan")
+
+
 def tumour_attenuation(image: np.ndarray, tumour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The tumour as a smooth difference from its surroundings (grey levels), cut to its box, and its mask."""
     region, _ = _regions(tumour)

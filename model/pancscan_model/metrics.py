@@ -93,14 +93,17 @@ def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int 
     return float(ece)
 
 
-def reliability(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> list[dict]:
+def reliability(labels: np.ndarray, probs: np.ndarray, bins: int = 10, weights: np.ndarray | None = None) -> list[dict]:
+    """Per equal-width probability bin: the mean probability and the observed rate (weighted by ``weights``)."""
     labels = np.asarray(labels, np.float64)
     probs = np.asarray(probs, np.float64)
+    c = np.ones_like(probs) if weights is None else np.asarray(weights, np.float64)
     edges = np.linspace(0, 1, bins + 1)
     index = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
     return [
         {"bin": [float(edges[b]), float(edges[b + 1])], "count": int((index == b).sum()),
-         "mean_probability": float(probs[index == b].mean()), "observed_rate": float(labels[index == b].mean())}
+         "mean_probability": float(np.average(probs[index == b], weights=c[index == b])),
+         "observed_rate": float(np.average(labels[index == b], weights=c[index == b]))}
         for b in range(bins) if (index == b).any()
     ]
 

@@ -30,15 +30,15 @@ HARD_CELLS = 8  # map cells per crop that count as its false alarms
 
 @dataclass(frozen=True)
 class LossWeights:
-    tumour_pos_weight: float = 10.0  # tumour cells against tumour-free ones in the map's cross-entropy
-    rank_twin: float = 0.5  # a tumour crop's maximum above its filled-in twin's
-    twin_cells: float = 0.0  # the same, cell by cell over the tumour
-    hard_negatives: float = 0.0  # the hottest tumour-free cells of every crop pushed down (the map's false alarms)
+    tumour_pos_weight: float = 2.0  # tumour cells against tumour-free ones in the map's cross-entropy
+    rank_twin: float = 1.0  # a tumour crop's maximum above its filled-in twin's
+    twin_cells: float = 0.5  # the same, cell by cell over the tumour
+    hard_negatives: float = 0.5  # the hottest tumour-free cells of every crop pushed down (the map's false alarms)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 3000
+    steps: int = 10500
     crop: int = 128  # crops of the 256x256 model input; the network is fully convolutional
     mix: BatchMix = field(default_factory=BatchMix)
     weights: LossWeights = field(default_factory=LossWeights)

@@ -4,6 +4,8 @@ import time
 
 import requests
 
+from pancscan.predict import label_confidence
+
 BUCKET, TABLE = "pancscan-local-uploads", "pancscan-local-scans"
 
 
@@ -34,9 +36,9 @@ def test_a_shared_slice_uploaded_over_http_gets_a_result_and_leaves_no_object(lo
     result = wait_for_result(local_stack, scan)
     assert result["status"] == "complete"
     assert result["label"] in ("cancer_detected", "no_cancer_detected")
-    # confidence is the calibrated probability of the label given
-    expected = result["probability"] if result["label"] == "cancer_detected" else 1 - result["probability"]
-    assert abs(result["confidence"] - expected) <= 1e-4
+    # confidence in the label given: 50% at the threshold, 100% at a probability of 0 or 1
+    expected = label_confidence(result["probability"], result["threshold"])
+    assert abs(result["confidence"] - expected) <= 1e-4 and result["confidence"] >= 0.5
     assert result["heatmap"]["media_type"] == "image/png"
     assert local_stack.client("s3").list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
     item = local_stack.client("dynamodb").get_item(TableName=TABLE, Key={"scan_id": {"S": scan["scan_id"]}})["Item"]

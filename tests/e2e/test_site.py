@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.conftest import png_bytes
+from tests.conftest import jpeg_bytes, png_bytes
 from tests.e2e.conftest import MAX_UPLOAD_BYTES
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -72,10 +72,26 @@ def axe_problems(page) -> list[str]:
     return [f"{v['id']} ({v['impact']}): {v['help']}" for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
 
 
-def test_a_slice_goes_from_file_to_an_understood_result_with_heatmap_controls(page_at, nih_dir):
+@pytest.fixture(scope="module")
+def detected_tumour(shipped_split, shipped_model, tmp_path_factory):
+    """A real tumour of a test case (MSD, never trained on) as a JPEG in the radiological view: the
+    first slice, in file order, that the model detects with its heatmap's peak on the tumour."""
+    from pancscan.imaging import to_model_input
+    from pancscan.predict import predict_model_input
+    from pancscan_model.evaluate import peak_on_tumour
+
+    tumours, _ = shipped_split
+    item = next(s for s in tumours if (r := predict_model_input(to_model_input(s.image), shipped_model)).label == "cancer_detected"
+                and peak_on_tumour(r.heatmap, s.tumour, margin_px=6))
+    path = tmp_path_factory.mktemp("tumour") / f"{item.name}.jpg"  # a case id in the name must not travel
+    path.write_bytes(jpeg_bytes(item.image, quality=90))
+    return path
+
+
+def test_a_slice_goes_from_file_to_an_understood_result_with_heatmap_controls(page_at, detected_tumour):
     page = page_at()
     shot(page, "1-empty-desktop")
-    page.set_input_files("#file", str(sorted((nih_dir / "images").glob("*.jpg"))[5]))
+    page.set_input_files("#file", str(detected_tumour))
     page.wait_for_selector("#chosen:not([hidden])")
     assert page.inner_text("#file-summary").startswith("JPEG image")
     shot(page, "2-chosen-preview")
@@ -97,7 +113,7 @@ def test_a_slice_goes_from_file_to_an_understood_result_with_heatmap_controls(pa
     stronger = page.eval_on_selector("#view", "c => c.toDataURL()")
     assert len({with_heat, without_heat, stronger}) == 3
     # the neutral name went to the API, and this browser keeps only ids and tokens
-    assert all("PANCREAS_" not in body for body in page.api_posts)
+    assert all("MSD_" not in body for body in page.api_posts)
     stored = json.loads(page.evaluate("localStorage.getItem('pancscan.recent')"))
     assert len(stored) == 1 and set(stored[0]) == {"scan_id", "result_token"}
     assert page.locator("#recent li").count() == 1
@@ -227,3 +243,22 @@ def test_a_result_that_never_comes_says_so_and_offers_a_retry(page_at, nih_dir):
     page.wait_for_selector("#retry:not([hidden])")
     assert "No result after 90 seconds" in page.inner_text("#status")
     shot(page, "11-timeout")
+
+
+def test_a_real_tumour_slice_shows_its_heatmap_on_the_tumour(page_at, detected_tumour):
+    page = page_at()
+    analyse(page, detected_tumour)
+    page.wait_for_selector("#figure:not([hidden])")
+    assert page.inner_text("#result-label") == "Cancer detected"
+    assert "No spot" not in page.inner_text("#caption")  # the heatmap marks something
+    shot(page, "11-real-tumour")  # looked at: the heatmap's hottest spot on the tumour (MODEL_CARD.md)
+
+
+def test_a_normal_slice_without_a_hot_spot_says_that_nothing_is_marked(page_at, local_stack, nih_dir, shipped_model):
+    from pancscan.predict import predict_bytes
+
+    quiet = next(p for p in sorted((nih_dir / "images").glob("*.jpg")) if predict_bytes(p.read_bytes(), shipped_model).heatmap.max() <= 0.1)
+    page = page_at()
+    analyse(page, quiet)
+    page.wait_for_selector("#figure:not([hidden])")
+    assert "No spot on this slice reached 10%" in page.inner_text("#caption")

@@ -2,16 +2,15 @@
 scan-level result; no patient data from the headers comes out of the CLI."""
 
 import gzip
-import io
 import json
 
 import nibabel as nib
 import numpy as np
 import pytest
-from PIL import Image
 
 from pancscan.cli import main
 from pancscan.predict import predict_bytes
+from tests.conftest import png_bytes
 from tests.dicom_factory import PHI_STRINGS, ct_dataset, display_to_hu, series_zip, to_bytes
 
 
@@ -22,14 +21,20 @@ def patient_hu(nih_slices):
     return [display_to_hu(s.image) for s in nih_slices if s.patient == patient]
 
 
-def test_a_jpeg_and_a_dicom_of_the_same_slice_give_the_same_probability(nih_dir, shipped_model):
-    for path in sorted((nih_dir / "images").glob("*.jpg"))[:5]:
-        jpeg = path.read_bytes()
-        display = np.asarray(Image.open(io.BytesIO(jpeg)).convert("L"), np.float32)
-        from_jpeg = predict_bytes(jpeg, shipped_model)
-        from_dicom = predict_bytes(to_bytes(ct_dataset(display_to_hu(display))), shipped_model)
-        assert from_jpeg.status == from_dicom.status == "complete"
-        assert abs(from_jpeg.probability - from_dicom.probability) <= 0.02, path.name
+def test_a_dicom_built_from_hounsfield_units_and_the_png_of_the_same_slice_give_the_same_probability(
+        nih_slices, msd_slices, shipped_model):
+    # The DICOM carries HU that do not come from any window: tissue as the slice says, fat (-100 HU)
+    # inside the body and air (-1000 HU) outside it where the slice is 0. The PNG is the slice itself,
+    # HU clipped to 0..255. Converted with any other window (W400/L40 before), the two disagree.
+    from pancscan_model.dicom_series import AIR_HU, FAT_HU
+
+    for item in nih_slices[::100] + msd_slices[::500]:
+        hu = display_to_hu(item.image)
+        assert {AIR_HU, FAT_HU} <= set(np.unique(hu)) and hu.max() > 50
+        from_png = predict_bytes(png_bytes(np.clip(hu, 0, 255)), shipped_model)
+        from_dicom = predict_bytes(to_bytes(ct_dataset(hu)), shipped_model)
+        assert from_png.status == from_dicom.status == "complete", item.name
+        assert abs(from_png.probability - from_dicom.probability) <= 0.02, item.name
         assert from_dicom.technical["format"] == "dicom" and from_dicom.technical["modality"] == "CT"
 
 

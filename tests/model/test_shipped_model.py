@@ -15,15 +15,17 @@ from pancscan.predict import label_confidence, predict_model_input
 from pancscan_model.evaluate import peak_on_tumour
 from pancscan_model.fill import erase_tumour, jpeg_roundtrip
 
-# measured on these slices with the shipped model; see the card for the full test figures
-MIN_TWIN_WINS = 0.0
-MIN_PEAK_ON_TUMOUR = 0.0
+# Measured on these 84 slices with the shipped model: 0.74 of tumour slices outscore their erased twin
+# (a model blind to the tumour: about 0.5); the heatmap peak on the tumour in 0.65 (0.64 upside down;
+# a peak at random: 0.4%). The card has the full test figures.
+MIN_TWIN_WINS = 0.62
+MIN_PEAK_ON_TUMOUR = 0.45
 
 
 @pytest.fixture(scope="module")
 def test_tumours(shipped_split):
     tumours, _ = shipped_split
-    return tumours[::8]  # about 45 slices of the 42 test cases
+    return tumours[::4]  # 84 slices of the 41 test cases
 
 
 def test_predict_json_on_a_shared_tumour_slice_gives_a_complete_result(msd_dir, shipped_split, capsys):
@@ -74,3 +76,15 @@ def test_plain_output_states_the_verdict_and_the_disclaimer_and_heatmap_dir_writ
 
     with Image.open(overlay) as img:
         assert img.mode == "RGB" and img.size == (256, 256)  # the slice as the model saw it
+
+
+def test_the_shipped_split_keeps_each_case_and_patient_in_one_part_and_is_reproducible(shipped_model, msd_slices, nih_slices):
+    from pancscan_model.data import make_splits
+
+    metadata = json.loads(shipped_model.path.with_suffix(".json").read_text())
+    config = metadata["training"]["config"]
+    again = make_splits(msd_slices, nih_slices, config["seed"], config["msd_val"], config["msd_test"], config["nih_val"], config["nih_test"])
+    assert again.as_json() == metadata["split"]
+    for collection in metadata["split"].values():
+        parts = [set(ids) for ids in collection.values()]
+        assert sum(map(len, parts)) == len(set().union(*parts))

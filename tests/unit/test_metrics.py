@@ -61,3 +61,28 @@ def test_platt_fit_stays_finite_when_logits_saturate_the_start():
     labels = np.r_[np.zeros(24), np.ones(24)]
     a, b = fit_platt(logits, labels)
     assert 0 < a < 2 and abs(b) < 5
+
+
+def test_balanced_weights_give_both_classes_the_same_total():
+    labels = np.array([1] * 30 + [0] * 10)
+    weights = metrics.balanced_weights(labels)
+    assert weights[labels == 1].sum() == pytest.approx(weights[labels == 0].sum())
+    assert weights.mean() == pytest.approx(1.0)
+
+
+def test_weighted_platt_is_calibrated_at_equal_prevalence_whatever_the_class_ratio():
+    rng = np.random.default_rng(0)
+    labels = np.array([1] * 3000 + [0] * 1000)
+    logits = np.where(labels == 1, rng.normal(1, 1, labels.size), rng.normal(-1, 1, labels.size))
+    a, b = metrics.fit_platt(logits, labels, weights=metrics.balanced_weights(labels))
+    # two unit-variance Gaussians at +-1 with equal priors: p = sigmoid(2 x)
+    assert (a, b) == pytest.approx((2.0, 0.0), abs=0.15)
+    unweighted = metrics.fit_platt(logits, labels)
+    assert unweighted[1] == pytest.approx(np.log(3), abs=0.15)  # the 3:1 prior moves the intercept
+
+
+def test_weighted_ece_counts_each_class_equally():
+    labels = np.array([1, 1, 1, 0])
+    probs = np.array([0.5, 0.5, 0.5, 0.5])
+    assert metrics.expected_calibration_error(labels, probs) == pytest.approx(0.25)
+    assert metrics.expected_calibration_error(labels, probs, weights=metrics.balanced_weights(labels)) == pytest.approx(0.0)

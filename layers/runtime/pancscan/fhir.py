@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 
 from pancscan.scans import COMPLETE, ScanRecord
 
-DISCLAIMER = ("Research software, not a medical device: the model was trained on simulated lesions and has "
-              "never seen a real tumour. Not a diagnosis.")
+DISCLAIMER = ("Research software, not a medical device: the model learned from real tumours of one hospital and "
+              "normal pancreases of another, misses many tumours and is untested on other hospitals' scans. Not a diagnosis.")
 LABEL_TEXT = {"cancer_detected": "Cancer detected", "no_cancer_detected": "No cancer detected"}
 PANCSCAN_SYSTEM = "https://github.com/pancscan/pancscan/result-codes"
 
@@ -57,7 +57,7 @@ def fhir_bundle(record: ScanRecord, now: int) -> dict:
                                 "text": LABEL_TEXT[result["label"]]}],
             "component": [
                 {"code": {"text": "Confidence in the label given"}, "valueQuantity": _ratio(result["confidence"])},
-                {"code": {"text": "Decision threshold (95% specificity on validation, simulated lesions)"},
+                {"code": {"text": "Decision threshold (95% specificity on validation patients' normal slices)"},
                  "valueQuantity": _ratio(result["threshold"])},
             ],
             "device": {"reference": f"urn:uuid:{ids['device']}"},
