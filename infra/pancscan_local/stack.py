@@ -185,18 +185,23 @@ def _finishes(step, seconds: float) -> bool:
     return not worker.is_alive()
 
 
-def wait_for_stop_signal() -> int:
-    """Block until SIGINT (Ctrl-C) or SIGTERM (`kill`, service managers); return the signal number.
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM (`kill`, service managers), recorded from the moment this is made:
+    one that arrives while the stack is still starting stops it as soon as it has started.
 
     The kernel may hand a process-directed signal to any thread. Python runs its handler on the main
     thread only, and only when that thread runs bytecode, so an untimed wait (Event().wait()) may
-    never wake. A short timed wait lets the main thread run the handler within a fraction of a second."""
-    received: list[int] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda signum, _frame: received.append(signum))
-    while not received:
-        time.sleep(0.2)
-    return received[0]
+    never wake. ``wait`` sleeps in short steps, so the handler runs within a fraction of a second."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda signum, _frame: self.received.append(signum))
+
+    def wait(self) -> int:
+        while not self.received:
+            time.sleep(0.2)
+        return self.received[0]
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -278,6 +283,7 @@ def _gateway(stack: LocalStack) -> type[BaseHTTPRequestHandler]:
 
 def serve(host: str, port: int, s3_port: int, auth: bool = False, research_days: int = 0) -> int:
     """Run the stack until SIGINT or SIGTERM; exit status 0 once every part has stopped."""
+    stop_signals = StopSignals()
     stack = LocalStack(host, port, s3_port, auth=auth, research_days=research_days).start()
     print(f"PancScan (research software, not a medical device) is running:\n"
           f"  site  {stack.url}/\n  API   {stack.url}/v1/health\n  AWS stand-in (moto) {stack.aws_endpoint}", flush=True)
@@ -294,7 +300,7 @@ def serve(host: str, port: int, s3_port: int, auth: bool = False, research_days:
         print(f"  research retention {research_days} days; export: {aws_env} pancscan export-results --table {RESEARCH_TABLE}",
               flush=True)
     print("Ctrl-C stops it.", flush=True)
-    signum = wait_for_stop_signal()
+    signum = stop_signals.wait()
     print(f"stopping ({signal.Signals(signum).name})", flush=True)
     stuck = stack.stop()
     if stuck:
