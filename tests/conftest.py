@@ -17,16 +17,17 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "nih-pancreas-ct-slices"
 DEFAULT_MSD_DATA = REPO.parent / "shared" / "data" / "msd-pancreas-tumour-ct-slices"
 
 
-def nih_data_dir() -> Path:
-    return Path(os.environ.get("PANCSCAN_DATA", DEFAULT_DATA))
+def shared_folder(variable: str, default: Path, marker: str, what: str) -> Path:
+    """The folder in $``variable`` (else ``default``) holding ``marker``; the test skips, saying so, without it."""
+    path = Path(os.environ.get(variable, default))
+    if not (path / marker).exists():
+        pytest.skip(f"{what} not found at {path}: set {variable} (see README, 'Data')")
+    return path
 
 
 @pytest.fixture(scope="session")
 def nih_dir() -> Path:
-    path = nih_data_dir()
-    if not (path / "images").is_dir():
-        pytest.skip(f"NIH Pancreas-CT slices not found at {path}: set PANCSCAN_DATA (see README, 'Data')")
-    return path
+    return shared_folder("PANCSCAN_DATA", DEFAULT_DATA, "images", "NIH Pancreas-CT slices")
 
 
 @pytest.fixture(scope="session")
@@ -38,10 +39,7 @@ def nih_slices(nih_dir):
 
 @pytest.fixture(scope="session")
 def msd_dir() -> Path:
-    path = Path(os.environ.get("PANCSCAN_MSD_DATA", DEFAULT_MSD_DATA))
-    if not (path / "slices.csv").is_file():
-        pytest.skip(f"MSD tumour slices not found at {path}: set PANCSCAN_MSD_DATA (see README, 'Data')")
-    return path
+    return shared_folder("PANCSCAN_MSD_DATA", DEFAULT_MSD_DATA, "slices.csv", "MSD tumour slices")
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from pancscan.imaging import MODEL_SIZE, WINDOW_CENTER_HU, WINDOW_WIDTH_HU, to_model_input
-from pancscan.ood import fit_ranges, slice_features
-from pancscan_model import metrics
+from pancscan_model.calibration import calibrate_on_validation
 from pancscan_model.crops import BatchMix, batches, prepare
 from pancscan_model.data import data_hash, load_msd_slices, load_nih_slices, make_splits
 from pancscan_model.export import export_model
@@ -150,8 +149,6 @@ def train(nih_dir: str | Path, msd_dir: str | Path, out_dir: str | Path, config:
     training_seconds = time.monotonic() - started
     backbone.save_weights(out_dir / "pancscan.weights.h5")
     export_model(build_inference_model(backbone, batch_size=1), out_dir / "pancscan.tflite")
-
-    from pancscan_model.calibration import calibrate_on_validation
 
     metadata = {
         "name": "pancscan-slice",
