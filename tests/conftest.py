@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +79,12 @@ def jpeg_bytes(array: np.ndarray, quality: int = 95) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(array).astype(np.uint8)).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small greyscale PNG whose header claims ``width`` x ``height``, its header checksum valid (so
+    Pillow reads the claim instead of refusing a broken chunk)."""
+    data = bytearray(png_bytes(np.zeros((8, 8))))
+    struct.pack_into(">II", data, 16, width, height)  # IHDR data starts at byte 16
+    struct.pack_into(">I", data, 29, zlib.crc32(data[12:29]))  # CRC over the chunk type and its 13 bytes
+    return bytes(data)

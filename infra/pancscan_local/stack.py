@@ -42,13 +42,14 @@ REGION = "us-east-1"
 
 
 def security_headers(s3_origin: str) -> dict[str, str]:
-    # The same policy CloudFront should send in production (README): no inline script, no CDN.
+    # The headers CloudFront sends in production (template.yaml's SiteHeadersPolicy): no inline script, no CDN.
     return {
         "Content-Security-Policy": (
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
             f"connect-src 'self' {s3_origin}; object-src 'none'; base-uri 'none'; form-action 'none'; "
             "frame-ancestors 'none'"
         ),
+        "Strict-Transport-Security": "max-age=63072000; includeSubDomains",  # ignored over plain http, as it should be
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
         "X-Frame-Options": "DENY",

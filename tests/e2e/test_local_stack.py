@@ -1,10 +1,15 @@
 """End to end over HTTP, as a browser does it: create, multipart upload to S3, poll, read, delete."""
 
+import http.client
+import re
 import time
+from urllib.parse import urlsplit
 
+import pytest
 import requests
 
 from pancscan.predict import label_confidence
+from pancscan_local.template import resource
 
 BUCKET, TABLE = "pancscan-local-uploads", "pancscan-local-scans"
 
@@ -63,12 +68,65 @@ def test_deleted_results_are_gone(local_stack, nih_dir):
     assert requests.get(url, headers=headers).status_code == 404
 
 
-def test_the_site_is_served_with_a_strict_content_security_policy(local_stack):
+def template_site_headers() -> dict[str, str]:
+    """The security headers template.yaml has CloudFront send with the site (its CSP apart)."""
+    config = resource("SiteHeadersPolicy")["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
+    hsts = config["StrictTransportSecurity"]
+    return {
+        "Strict-Transport-Security": f"max-age={hsts['AccessControlMaxAgeSec']}"
+                                     + ("; includeSubDomains" if hsts.get("IncludeSubdomains") else "")
+                                     + ("; preload" if hsts.get("Preload") else ""),
+        "X-Content-Type-Options": "nosniff" if config["ContentTypeOptions"]["Override"] else None,
+        "X-Frame-Options": config["FrameOptions"]["FrameOption"],
+        "Referrer-Policy": config["ReferrerPolicy"]["ReferrerPolicy"],
+    }
+
+
+def directives(policy: str) -> dict[str, str]:
+    return {d.split()[0]: " ".join(d.split()[1:]) for d in (part.strip() for part in policy.split(";")) if d}
+
+
+@pytest.mark.parametrize("path", ["/", "/app.js", "/config.json", "/no-such-file"])
+def test_the_site_is_served_with_the_templates_security_headers(local_stack, path):
+    answer = requests.get(local_stack.url + path)
+    for name, value in template_site_headers().items():
+        assert answer.headers.get(name) == value, name
+    served = directives(answer.headers["Content-Security-Policy"])
+    deployed = directives(resource("SiteHeadersPolicy")["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
+                          ["ContentSecurityPolicy"]["ContentSecurityPolicy"]["Fn::Sub"])
+    assert served.keys() == deployed.keys()
+    # the same policy but where the API and the bucket are: locally they are this origin and moto
+    assert {k: v for k, v in served.items() if k != "connect-src"} == {k: v for k, v in deployed.items() if k != "connect-src"}
+    assert served["script-src"] == "'self'" and "unsafe" not in answer.headers["Content-Security-Policy"]
+
+
+def test_the_page_has_no_inline_script_for_the_policy_to_block(local_stack):
     page = requests.get(local_stack.url + "/")
     assert page.status_code == 200 and "PancScan" in page.text
-    policy = page.headers["Content-Security-Policy"]
-    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
-    assert "<script>" not in page.text  # no inline scripts
-    config = requests.get(local_stack.url + "/config.json").json()
-    assert config["apiUrl"] == local_stack.url
-    assert requests.get(local_stack.url + "/../template.yaml").status_code == 404
+    scripts = re.findall(r"<script\b[^>]*>", page.text, re.IGNORECASE)
+    assert scripts and all(re.search(r"\bsrc=", tag) for tag in scripts), scripts  # module scripts included
+    assert not re.search(r"<[^>]+\son[a-z]+\s*=", page.text, re.IGNORECASE)  # no inline event handlers
+    assert requests.get(local_stack.url + "/config.json").json()["apiUrl"] == local_stack.url
+
+
+@pytest.mark.parametrize("path", ["/../template.yaml", "/%2e%2e/template.yaml", "/..%2ftemplate.yaml",
+                                  "/site/../../template.yaml", "//etc/passwd", "/../../../../etc/passwd"])
+def test_no_file_outside_the_site_is_served(local_stack, path):
+    # http.client sends the path as written; requests would normalise the dots away first
+    address = urlsplit(local_stack.url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+    connection.request("GET", path)
+    answer = connection.getresponse()
+    body = answer.read()
+    connection.close()
+    assert answer.status == 404 and b"AWSTemplateFormatVersion" not in body and b"root:" not in body
+
+
+@pytest.mark.parametrize("method, path, allowed", [("POST", "/", None), ("PUT", "/index.html", None),
+                                                   ("PUT", "/v1/scans", "POST"), ("POST", "/v1/health", "GET"),
+                                                   ("PATCH", "/v1/scans/00000000-0000-4000-8000-000000000000", "GET, DELETE")])
+def test_a_method_a_path_does_not_take_gets_405(local_stack, method, path, allowed):
+    answer = requests.request(method, local_stack.url + path)
+    assert answer.status_code == 405
+    if allowed:  # the API's own answer, naming what the route takes
+        assert answer.headers["Allow"] == allowed and answer.json()["error"]["code"] == "method_not_allowed"

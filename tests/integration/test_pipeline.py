@@ -3,6 +3,8 @@
 import base64
 import io
 import json
+import time
+from datetime import datetime
 from urllib.parse import quote_plus
 
 import pytest
@@ -10,6 +12,8 @@ from PIL import Image
 
 import numpy as np
 
+from pancscan.aws import S3UploadStore
+from pancscan.errors import ScanRejected
 from tests.conftest import png_bytes
 from tests.integration.conftest import BUCKET, TABLE
 
@@ -109,6 +113,7 @@ def test_bad_create_requests_get_400_with_a_code(api, body, code):
 
 
 def test_presigned_post_policy_pins_key_type_size_and_expiry(api):
+    before = time.time()
     status, created = api("POST", "/v1/scans", {"filename": "a.png", "content_type": "image/png", "size": 100})
     fields = created["upload"]["fields"]
     policy = json.loads(base64.b64decode(fields["policy"]))
@@ -116,7 +121,23 @@ def test_presigned_post_policy_pins_key_type_size_and_expiry(api):
     assert {"key": f"uploads/{created['scan_id']}"} in conditions
     assert {"Content-Type": "image/png"} in conditions
     assert ["content-length-range", 1, 2000000] in conditions
-    assert created["upload"]["expires_at"] - 300 <= __import__("time").time() + 1
+    # S3 enforces the policy's own expiration (5 minutes, as the README says); the page is told the same moment
+    expiration = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00")).timestamp()
+    assert before + 300 - 2 <= expiration <= time.time() + 300 + 1
+    assert abs(created["upload"]["expires_at"] - expiration) <= 1
+
+
+@pytest.mark.parametrize("size", [99, 100, 101])
+def test_the_s3_adapter_refuses_an_object_over_the_limit_unread(aws, size):
+    aws["s3"].put_object(Bucket=BUCKET, Key="uploads/x", Body=b"x" * size)
+    store = S3UploadStore(BUCKET)
+    if size > 100:
+        with pytest.raises(ScanRejected) as refused:
+            store.read("uploads/x", max_bytes=100)
+        assert refused.value.code == "too_large"
+    else:
+        assert store.read("uploads/x", max_bytes=100) == b"x" * size
+    assert store.read("uploads/missing", max_bytes=100) is None
 
 
 def test_health_and_openapi(api):

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from pancscan import scans
 from pancscan_local.lambda_runtime import LocalContext, load_handler
@@ -80,42 +81,42 @@ def test_inference_handler_processes_each_record_with_its_decoded_key(env, monke
     assert bucket.objects == {}
 
 
-def test_the_model_is_loaded_once_per_container_not_per_invocation(env, monkeypatch):
+def test_the_model_is_loaded_once_per_container_not_per_invocation(env, monkeypatch, nih_dir):
     import pancscan.model
 
     loads = []
     real_init = pancscan.model.SliceModel.__init__
     monkeypatch.setattr(pancscan.model.SliceModel, "__init__", lambda self, *a: (loads.append(1), real_init(self, *a))[1])
     pancscan.model.load_model.cache_clear()
-    handler, _, _ = cold_handler_with_fake_stores("inference", monkeypatch)  # a cold start
-    event = json.loads((EVENTS / "s3_object_created.json").read_text())
+    handler, table, bucket = cold_handler_with_fake_stores("inference", monkeypatch)  # a cold start
+    assert len(loads) == 1  # at import, before any request
+    ct_slice = sorted((nih_dir / "images").glob("*.jpg"))[0].read_bytes()
     for _ in range(3):
-        handler(json.loads(json.dumps(event)), LocalContext("inference"))
+        record, _ = scans.new_scan(scans.UploadRequest("a.jpg", "image/jpeg", len(ct_slice)), now=0, ttl_seconds=10**10)
+        table.create(record)
+        bucket.objects[scans.upload_key(record.scan_id)] = ct_slice
+        event = json.loads((EVENTS / "s3_object_created.json").read_text())
+        event["Records"][0]["s3"]["object"]["key"] = scans.upload_key(record.scan_id)
+        assert handler(event, LocalContext("inference")) == {"processed": ["complete"]}  # the model scored it
     assert len(loads) == 1
 
 
-from hypothesis import given, settings as hypothesis_settings, strategies as st  # noqa: E402
+def test_the_client_never_chooses_the_key_and_its_file_name_is_never_kept(api):
+    handler, table = api
 
+    @hypothesis_settings(max_examples=60, deadline=None, derandomize=True, database=None)
+    @given(st.text(min_size=1, max_size=200).filter(lambda s: "\x00" not in s))
+    def check(name):
+        body = json.dumps({"filename": name + ".png", "content_type": "image/png", "size": 10})
+        response = handler(api_event("POST", "/v1/scans", body), LocalContext("api"))
+        assert response["statusCode"] == 201
+        created = json.loads(response["body"])
+        # the key is the prefix and a server-made UUID: nothing of the client's is in it
+        assert created["upload"]["fields"]["key"] == f"uploads/{created['scan_id']}"
+        assert scans.UUID_PATTERN.match(created["scan_id"])
+        assert (name + ".png") not in repr(table.get(created["scan_id"]))
 
-@hypothesis_settings(max_examples=60, deadline=None, derandomize=True, database=None)
-@given(st.text(min_size=1, max_size=200).filter(lambda s: "\x00" not in s))
-def test_the_client_never_chooses_the_key_and_its_file_name_is_never_kept(name):
-    import os
-
-    from pancscan_local.lambda_runtime import load_handler as _load
-
-    os.environ.update({"BUCKET_NAME": "b", "TABLE_NAME": "t", "AWS_DEFAULT_REGION": "us-east-1"})
-    handler = _load("api")  # cached: one cold start for all examples
-    module = sys.modules[handler.__module__]
-    module.store, module.uploads = InMemoryScanStore(), InMemoryUploadStore()
-    response = handler(api_event("POST", "/v1/scans", json.dumps({"filename": name + ".png", "content_type": "image/png", "size": 10})),
-                       LocalContext("api"))
-    assert response["statusCode"] == 201
-    body = json.loads(response["body"])
-    # the key is the prefix and a server-made UUID: nothing of the client's is in it
-    assert body["upload"]["fields"]["key"] == f"uploads/{body['scan_id']}"
-    assert scans.UUID_PATTERN.match(body["scan_id"])
-    assert (name + ".png") not in repr(module.store.get(body["scan_id"]))
+    check()
 
 
 def test_tokens_are_compared_in_constant_time(monkeypatch):

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from pancscan.errors import ScanRejected
 from pancscan.imaging import decode_image, hu_to_display, to_model_input
-from tests.conftest import jpeg_bytes, png_bytes
+from tests.conftest import jpeg_bytes, png_bytes, png_claiming
 
 
 def test_hounsfield_units_are_clipped_to_0_255_the_training_slices_convention():
@@ -51,12 +51,22 @@ def test_truncated_png_is_rejected_as_unreadable():
     assert err.value.code == "unreadable_file"
 
 
-def test_png_claiming_huge_dimensions_is_rejected_before_decoding():
-    data = bytearray(png_bytes(np.zeros((8, 8))))
-    data[16:24] = (100000).to_bytes(4, "big") + (100000).to_bytes(4, "big")  # IHDR width, height
+@pytest.mark.parametrize("width, height", [(4097, 1), (1, 4097), (4097, 4097), (100_000, 100_000)])
+def test_png_claiming_more_than_4096_pixels_a_side_is_too_large_before_decoding(width, height, monkeypatch):
+    def no_decoding(self):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     with pytest.raises(ScanRejected) as err:
-        decode_image(bytes(data))
-    assert err.value.code in {"too_large", "unreadable_file"}
+        decode_image(png_claiming(width, height))
+    assert err.value.code == "too_large"
+
+
+def test_png_of_4096_pixels_a_side_is_within_the_cap():
+    # 4096 x 1 claimed over 8 x 8 pixels: past the cap, so it fails only when decoding (truncated)
+    with pytest.raises(ScanRejected) as err:
+        decode_image(png_claiming(4096, 1))
+    assert err.value.code == "unreadable_file"
 
 
 def test_model_input_is_256_square_in_unit_range():

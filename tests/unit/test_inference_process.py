@@ -89,6 +89,25 @@ def test_an_object_over_the_limit_is_rejected_unread_and_deleted(world):
     assert key not in bucket.objects
 
 
+class DeclaredLengthTrustingStore(InMemoryUploadStore):
+    """An adapter that trusted a declared length that was wrong: it hands over whatever is there."""
+
+    def read(self, key: str, max_bytes: int) -> bytes | None:
+        return self.objects.get(key)
+
+
+@pytest.mark.parametrize("size, status", [(MAX, "complete"), (MAX + 1, "rejected")])
+def test_what_arrived_is_checked_against_the_limit_whatever_the_adapter_checked(size, status):
+    table, _, key, scan_id = new_world()
+    bucket = DeclaredLengthTrustingStore()
+    bucket.objects[key] = b"x" * size
+    scorer = CountingScorer()
+    outcome = process_upload(key, bucket, table, scorer, max_bytes=MAX, now=1)
+    assert outcome.status == status and scorer.calls == (status == "complete")
+    assert outcome.reason_code == (None if status == "complete" else "too_large")
+    assert key not in bucket.objects
+
+
 def test_a_missing_object_ends_failed(world):
     table, bucket, key, scan_id = world
     del bucket.objects[key]

@@ -49,7 +49,9 @@ def decode_image(data: bytes) -> DecodedImage:
             return _to_grey(img)
     except ScanRejected:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's own size check, from the header, at open
+        raise ScanRejected("too_large", f"Image is over {MAX_SIDE_PX} pixels a side.") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ScanRejected("unreadable_file", "The image file is damaged or truncated.") from exc
 
 
