@@ -1,10 +1,10 @@
-"""`pancscan serve` in a child process on free ports: for end-to-end tests, benchmarks and load."""
+"""`pancscan serve` in a child process on ports the system chooses: for end-to-end tests, benchmarks and load."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,11 +16,7 @@ from typing import Iterator
 
 import requests
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+RUNNING_LINE = re.compile(r"^  (site|AWS stand-in \(moto\)) +(http://\S+)", re.MULTILINE)  # as `serve` prints them
 
 
 @dataclass
@@ -37,16 +33,15 @@ def served_stack(log_path: Path | None = None, env: dict[str, str] | None = None
 
     Raises RuntimeError, with the last lines of the stack's output, if it does not start, or if it
     does not stop cleanly (exit status 0) within `stop_grace` seconds (it is then killed)."""
-    port, s3_port = free_port(), free_port()
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | (env or {})
-    command = [str(Path(sys.executable).parent / "pancscan"), "serve", "--port", str(port), "--s3-port", str(s3_port), *options]
+    # ports 0: the stack binds ports the system chooses and prints them (no window for another process to take them)
+    command = [str(Path(sys.executable).parent / "pancscan"), "serve", "--port", "0", "--s3-port", "0", *options]
     with tempfile.TemporaryDirectory() as scratch:
         log_path = log_path or Path(scratch) / "serve.log"
         with log_path.open("w") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_env)
-        stack = ServedStack(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{s3_port}", process)
         try:
-            _wait_until_healthy(stack, start_timeout, log_path)
+            stack = _wait_until_healthy(process, start_timeout, log_path)
             yield stack
         finally:
             failure = stop(process, stop_grace)
@@ -67,15 +62,19 @@ def stop(process: subprocess.Popen, grace: float) -> str | None:
     return None if code == 0 else f"stopped with exit status {code}"
 
 
-def _wait_until_healthy(stack: ServedStack, timeout: float, log_path: Path) -> None:
+def _wait_until_healthy(process: subprocess.Popen, timeout: float, log_path: Path) -> ServedStack:
+    """The stack's addresses, read from its own output once it is running, after /v1/health answers."""
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            if requests.get(stack.url + "/v1/health", timeout=1).ok:
-                return
-        except requests.ConnectionError:
-            pass
-        if stack.process.poll() is not None or time.monotonic() > deadline:
+        addresses = dict(RUNNING_LINE.findall(log_path.read_text(errors="replace")))
+        if {"site", "AWS stand-in (moto)"} <= addresses.keys():
+            stack = ServedStack(addresses["site"].rstrip("/"), addresses["AWS stand-in (moto)"], process)
+            try:
+                if requests.get(stack.url + "/v1/health", timeout=5).ok:
+                    return stack
+            except requests.RequestException:
+                pass
+        if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"pancscan serve did not start; its last output:\n{_tail(log_path)}")
         time.sleep(0.2)
 

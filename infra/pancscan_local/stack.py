@@ -97,13 +97,18 @@ class LocalStack:
                             aws_access_key_id="local", aws_secret_access_key="local")
 
     def start(self) -> "LocalStack":
+        """Start every part; a port of 0 is one the system chooses (``url`` and ``aws_endpoint`` then say which)."""
         for option, port in (("--port", self.port), ("--s3-port", self.s3_port)):
-            if not _port_free(self.host, port):
+            if port and not _port_free(self.host, port):
                 raise SystemExit(f"port {port} on {self.host} is in use: choose another with {option}")
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
-        os.environ.update(self.environment())  # the handlers read their settings from here, as in Lambda
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self.s3_port, verbose=False)
         self._moto.start()
+        self.s3_port = self._moto.get_host_and_port()[1]
+        # bound now, served once the rest is ready: the bucket's CORS and the issuer need its address
+        self._http = _QuietServer((self.host, self.port), _gateway(self))
+        self.port = self._http.server_address[1]
+        os.environ.update(self.environment())  # the handlers read their settings from here, as in Lambda
         s3, sqs = self.client("s3"), self.client("sqs")
         create_resources(s3, self.client("dynamodb"), bucket=BUCKET, table=TABLE, site_origin=self.url)
         self._queue_url = notify_queue(s3, sqs, bucket=BUCKET, queue=QUEUE)
@@ -119,7 +124,6 @@ class LocalStack:
         self._stopping = threading.Event()
         self._dispatcher = threading.Thread(target=self._dispatch, args=(sqs,), name="s3-events", daemon=True)
         self._dispatcher.start()
-        self._http = _QuietServer((self.host, self.port), _gateway(self))
         threading.Thread(target=self._http.serve_forever, name="gateway", daemon=True).start()
         return self
 

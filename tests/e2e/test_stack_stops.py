@@ -78,30 +78,42 @@ def test_the_stack_starts_and_stops_twenty_times_beside_busy_cpus():
     print(f"stops: {min(took):.1f}-{max(took):.1f} s")
 
 
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports a process listens on (Linux: its socket inodes in /proc/net/tcp)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:  # state LISTEN
+            ports.add(int(fields[1].split(":")[1], 16))
+    return ports
+
+
 def test_a_stop_signal_while_the_stack_is_starting_still_gives_a_clean_stop(tmp_path):
     # moto's port opens first, while the model and the gateway are still loading: Ctrl-C then
-    from pancscan_local.process import free_port
-
-    port, s3_port = free_port(), free_port()
-    command = [str(Path(sys.executable).parent / "pancscan"), "serve", "--port", str(port), "--s3-port", str(s3_port)]
+    command = [str(Path(sys.executable).parent / "pancscan"), "serve", "--port", "0", "--s3-port", "0"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     with (tmp_path / "serve.log").open("w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", s3_port), timeout=0.05).close()
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-                time.sleep(0.01)
+        while not (ports := listening_ports(process.pid)):
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.01)
+        assert "is running" not in (tmp_path / "serve.log").read_text()  # still starting
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0, (tmp_path / "serve.log").read_text()
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    for listening in (port, s3_port):
+    for listening in ports:
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", listening), timeout=1).close()

@@ -13,7 +13,6 @@ from moto.server import ThreadedMotoServer
 
 from pancscan import scans
 from pancscan_local.image import build
-from pancscan_local.process import free_port
 from pancscan_local.resources import create_resources
 from tests.dicom_factory import display_to_hu, series_zip
 
@@ -46,11 +45,10 @@ def image_env():
 
 
 def test_the_function_runs_from_its_image_contents_without_tensorflow(image_env, nih_dir, nih_slices, tmp_path):
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)  # a port the system chooses
     server.start()
     try:
-        endpoint = f"http://127.0.0.1:{port}"
+        endpoint = "http://127.0.0.1:%d" % server.get_host_and_port()[1]
         env = {"AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x",
                "AWS_SECRET_ACCESS_KEY": "x", "BUCKET_NAME": "img-uploads", "TABLE_NAME": "img-scans", **image_env}
         clients = {name: boto3.client(name, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x",

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pancscan import scans
-from pancscan.inference import process_upload
+from pancscan.inference import ProcessingError, process_upload
 from pancscan.predict import ScanResult
 from tests.fakes import InMemoryScanStore, InMemoryUploadStore
 
@@ -115,6 +115,6 @@ def test_a_read_that_fails_ends_failed_at_once_and_deletes_the_object():
         raise TimeoutError("S3 read timed out")
 
     bucket.read = broken_read
-    with pytest.raises(Exception):
+    with pytest.raises(ProcessingError, match="^TimeoutError$"):
         run(store, bucket, key, scorer, now=100)
     assert store.get(scan_id).status == "failed" and bucket.objects == {}

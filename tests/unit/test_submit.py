@@ -17,7 +17,9 @@ class Answer:
 
 
 def test_retries_back_off_on_connection_errors_and_5xx_then_give_the_answer(monkeypatch):
-    monkeypatch.setattr(submit.time, "sleep", lambda s: None)
+    slept = []
+    monkeypatch.setattr(submit.time, "sleep", slept.append)
+    monkeypatch.setattr(submit.random, "random", lambda: 0.5)  # the jitter's middle: a factor of 1
     answers = iter([requests.ConnectionError(), Answer(503), Answer(429), Answer(200)])
 
     def call():
@@ -26,7 +28,17 @@ def test_retries_back_off_on_connection_errors_and_5xx_then_give_the_answer(monk
             raise answer
         return answer
 
-    assert submit.with_retries(call, retries=4).status_code == 200
+    assert submit.with_retries(call, retries=4, base_s=0.5).status_code == 200
+    assert slept == [0.5, 1.0, 2.0]  # doubling after each failed try, none after the answer
+
+
+@pytest.mark.parametrize("jitter, factor", [(0.0, 0.5), (0.999, 1.499)])
+def test_backoff_jitter_spreads_each_delay_between_half_and_one_and_a_half_times(monkeypatch, jitter, factor):
+    slept = []
+    monkeypatch.setattr(submit.time, "sleep", slept.append)
+    monkeypatch.setattr(submit.random, "random", lambda: jitter)
+    assert submit.with_retries(lambda: Answer(503), retries=3, base_s=1.0).status_code == 503
+    assert slept == pytest.approx([factor * 2**k for k in range(3)])
 
 
 def test_retries_stop_at_the_limit_and_do_not_retry_client_errors(monkeypatch):

@@ -187,8 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the site, API and inference locally against moto (no AWS account)")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080, help="site and API")
-    serve.add_argument("--s3-port", type=int, default=5000, help="the AWS stand-in (moto: S3, DynamoDB, SQS, Cognito)")
+    serve.add_argument("--port", type=int, default=8080, help="site and API (0: one the system chooses, printed)")
+    serve.add_argument("--s3-port", type=int, default=5000, help="the AWS stand-in (moto: S3, DynamoDB, SQS, Cognito; 0: one the system chooses)")
     serve.add_argument("--auth", action="store_true",
                        help="as deployed with AuthMode jwt: hospital clients with access tokens only (prints a local client's id and secret)")
     serve.add_argument("--research-days", type=int, default=0, help="keep de-identified results this many days (0: off)")
