@@ -1,5 +1,6 @@
-"""The local stack, started as a user starts it (`pancscan serve`), on free ports."""
+"""The local stack, started as a user starts it (`pancscan serve`), on ports the system chooses."""
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,15 @@ class RunningStack:
     def client(self, service: str):
         return boto3.client(service, endpoint_url=self.aws_endpoint, region_name="us-east-1",
                             aws_access_key_id="local", aws_secret_access_key="local")
+
+    def log_about(self, scan_id: str) -> str:
+        """The stack's output once it holds the inference handler's line about this scan: a check for
+        what must never be logged reads nothing unless the handlers' output is really there."""
+        deadline = time.monotonic() + 10
+        while not any(scan_id in line and "upload processed" in line for line in (text := self.log.read_text()).splitlines()):
+            assert time.monotonic() < deadline, f"the inference handler's line about scan {scan_id} is not in the stack's output"
+            time.sleep(0.1)
+        return text
 
 
 @pytest.fixture(scope="session")

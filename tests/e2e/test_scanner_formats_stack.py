@@ -29,6 +29,12 @@ def assert_no_phi(*texts: str) -> None:
             assert secret not in text
 
 
+def with_phi_names(series: bytes) -> bytes:
+    """The series with member names as some exports write them: patient name and id in the path."""
+    original = zipfile.ZipFile(io.BytesIO(series))
+    return zip_of({f"Doe^Jane^PHINAME/PHIID-98765/{name}": original.read(name) for name in original.namelist()})
+
+
 def test_a_dicom_series_zip_gets_a_scan_level_result_with_its_slice_and_no_patient_data(local_stack, series):
     scan = submit(local_stack, series, filename="scan.zip", content_type="application/zip")
     result = wait_for_result(local_stack, scan)
@@ -37,19 +43,35 @@ def test_a_dicom_series_zip_gets_a_scan_level_result_with_its_slice_and_no_patie
     assert Image.open(io.BytesIO(base64.b64decode(result["slice_image"]["data"]))).size == (256, 256)
     assert local_stack.client("s3").list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
     item = local_stack.client("dynamodb").get_item(TableName=TABLE, Key={"scan_id": {"S": scan["scan_id"]}})["Item"]
-    assert_no_phi(json.dumps(result), str(item), local_stack.log.read_text())
+    assert_no_phi(json.dumps(result), str(item), local_stack.log_about(scan["scan_id"]))
+
+
+def test_patient_data_in_the_zips_file_names_goes_nowhere(local_stack, series):
+    scan = submit(local_stack, with_phi_names(series), filename="scan.zip", content_type="application/zip")
+    result = wait_for_result(local_stack, scan)
+    assert result["status"] == "complete"
+    item = local_stack.client("dynamodb").get_item(TableName=TABLE, Key={"scan_id": {"S": scan["scan_id"]}})["Item"]
+    assert_no_phi(json.dumps(result), str(item), local_stack.log_about(scan["scan_id"]))
 
 
 def test_an_mr_dicom_is_refused_with_its_reason(local_stack, nih_slices):
     mr = to_bytes(ct_dataset(display_to_hu(nih_slices[0].image), modality="MR"))
-    result = wait_for_result(local_stack, submit(local_stack, mr, filename="scan.dcm", content_type="application/dicom"))
+    scan = submit(local_stack, mr, filename="scan.dcm", content_type="application/dicom")
+    result = wait_for_result(local_stack, scan)
     assert result["status"] == "rejected" and result["reason"]["code"] == "unsupported_modality"
-    assert_no_phi(json.dumps(result), local_stack.log.read_text())
+    assert_no_phi(json.dumps(result), local_stack.log_about(scan["scan_id"]))
 
 
 def test_unsupported_upload_types_are_refused_before_upload(local_stack):
     answer = requests.post(f"{local_stack.url}/v1/scans", json={"filename": "x.gif", "content_type": "image/gif", "size": 10})
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "unsupported_type"
+
+
+def damaged(data: bytes) -> bytes:
+    """The zip with bytes of its first member's compressed data overwritten: it fails to extract."""
+    broken = bytearray(data)
+    broken[200:240] = b"\xff" * 40  # past the local header (30 bytes and the name), inside the data
+    return bytes(broken)
 
 
 def _bomb() -> bytes:
@@ -70,17 +92,19 @@ def _two_series(nih_slices) -> bytes:
     [
         (lambda _: _bomb(), "application/zip", "too_large"),
         (lambda _: zip_of({"../../escape.dcm": b"x"}), "application/zip", "unreadable_file"),
+        (lambda _: zip_of({"../Doe^Jane^PHINAME/PHIID-98765.dcm": b"x"}), "application/zip", "unreadable_file"),
+        (lambda s: damaged(with_phi_names(series_zip([display_to_hu(s[0].image)]))), "application/zip", "unreadable_file"),
         (_two_series, "application/zip", "too_many_series"),
         (lambda _: zip_of({"notes.txt": b"no images here"}), "application/zip", "empty_series"),
     ],
-    ids=["zip-bomb", "path-traversal", "two-series", "no-dicom"],
+    ids=["zip-bomb", "path-traversal", "traversal-named-with-patient-data", "damaged-named-with-patient-data", "two-series", "no-dicom"],
 )
 def test_hostile_and_wrong_zips_are_refused_with_their_reason_and_deleted(local_stack, nih_slices, make, content_type, code):
     scan = submit(local_stack, make(nih_slices), filename="scan.zip", content_type=content_type)
     result = wait_for_result(local_stack, scan)
     assert result["status"] == "rejected" and result["reason"]["code"] == code
     assert local_stack.client("s3").list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
-    assert_no_phi(json.dumps(result), local_stack.log.read_text())
+    assert_no_phi(json.dumps(result), local_stack.log_about(scan["scan_id"]))
 
 
 def test_a_nifti_volume_gets_a_scan_level_result_through_the_stack(local_stack, nih_slices):
