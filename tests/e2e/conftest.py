@@ -27,10 +27,12 @@ class RunningStack:
         """The stack's output once it holds the inference handler's line about this scan: a check for
         what must never be logged reads nothing unless the handlers' output is really there."""
         deadline = time.monotonic() + 10
-        while not any(scan_id in line and "upload processed" in line for line in (text := self.log.read_text()).splitlines()):
+        while True:
+            text = self.log.read_text()
+            if any(scan_id in line and "upload processed" in line for line in text.splitlines()):
+                return text
             assert time.monotonic() < deadline, f"the inference handler's line about scan {scan_id} is not in the stack's output"
             time.sleep(0.1)
-        return text
 
 
 @pytest.fixture(scope="session")
