@@ -3,10 +3,13 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from pancscan.cli import main
 from pancscan.predict import predict_bytes
+
+pytestmark = pytest.mark.model
 
 
 def pairwise_auroc(positives: list[float], negatives: list[float]) -> float:

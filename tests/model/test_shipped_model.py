@@ -13,6 +13,8 @@ from pancscan.cli import main
 from pancscan.imaging import to_model_input
 from pancscan.predict import label_confidence, predict_model_input
 from pancscan_model.evaluate import peak_on_tumour
+
+pytestmark = pytest.mark.model
 from pancscan_model.fill import erase_tumour, jpeg_roundtrip
 
 # Measured on these 84 slices with the shipped model: 0.74 of tumour slices outscore their erased twin

@@ -7,6 +7,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.model
 tf = pytest.importorskip("tensorflow")
 
 from pancscan.imaging import to_model_input  # noqa: E402
@@ -42,6 +43,7 @@ def small_copies(tmp_path, nih_dir, msd_dir, cases: int = 10, patients: int = 8)
     return nih, msd
 
 
+@pytest.mark.slow
 def test_loss_decreases_on_a_few_crops(nih_slices, msd_slices):
     tf.keras.utils.set_random_seed(0)
     data = prepare(msd_slices[:4], nih_slices[:4], np.random.default_rng(0), transplants=2)
@@ -55,6 +57,7 @@ def test_loss_decreases_on_a_few_crops(nih_slices, msd_slices):
     assert last < 0.7 * first
 
 
+@pytest.mark.slow
 def test_train_writes_a_loadable_model_with_complete_metadata(nih_dir, msd_dir, tmp_path):
     nih, msd = small_copies(tmp_path, nih_dir, msd_dir)
     config = TrainConfig(steps=3, crop=64, mix=TINY, transplants=3, msd_val=0.2, msd_test=0.2, nih_val=2, nih_test=2)

@@ -193,3 +193,11 @@ def test_reading_odd_header_values_logs_and_warns_nothing_that_quotes_them(caplo
         read(data)
     assert "PHINAME" not in caplog.text
     assert not any("PHINAME" in str(w.message) for w in recwarn)
+
+
+@pytest.mark.parametrize("shape", [(0, 8, 4), (8, 0, 4), (8, 8, 0), (8, 8, 0, 1)])
+def test_a_nifti_volume_with_a_zero_dimension_is_refused_as_empty(shape):
+    # regression (found by hypothesis): a zeroed dimension once got through to the slicing
+    with pytest.raises(ScanRejected) as caught:
+        read(nib.Nifti1Image(np.zeros(shape, np.int16), np.eye(4)).to_bytes())
+    assert caught.value.code == "unreadable_file" and "empty" in caught.value.message

@@ -1,0 +1,32 @@
+"""A series' heatmap and slice image belong to its most suspicious slice, through to the stored PNGs."""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from pancscan.imaging import to_model_input
+from pancscan.inference import result_pngs
+from pancscan.predict import predict_model_input, predict_series
+
+
+def test_the_heatmap_and_the_slice_image_are_those_of_the_most_suspicious_slice(shipped_split, shipped_model):
+    tumours, normals = shipped_split
+    # normal slices around one real tumour slice, which is neither first nor last
+    images = [to_model_input(s.image) for s in (normals[0], normals[5], tumours[0], normals[10], normals[15])]
+    singles = [predict_model_input(image, shipped_model) for image in images]
+    assert all(single.status == "complete" for single in singles)
+    top = int(np.argmax([single.probability for single in singles]))
+    assert top not in (0, len(images) - 1)  # else a rule that took an end slice would pass
+
+    result = predict_series(images, shipped_model, {"format": "dicom_series"})
+
+    assert result.series["most_suspicious_slice"] == top
+    assert np.array_equal(result.image, images[top])
+    assert np.array_equal(result.heatmap, singles[top].heatmap)
+    assert result.series["slice_probabilities"] == [round(single.probability, 4) for single in singles]
+    pngs = result_pngs(result)
+    stored_slice = np.asarray(Image.open(io.BytesIO(pngs["slice_png"])), np.float32) / 255
+    assert np.abs(stored_slice - images[top]).max() <= 0.5 / 255 + 1e-6
+    stored_heatmap = np.asarray(Image.open(io.BytesIO(pngs["heatmap_png"])), np.float32) / 255
+    assert np.abs(stored_heatmap - np.clip(singles[top].heatmap, 0, 1)).max() <= 0.5 / 255 + 1e-6
