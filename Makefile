@@ -13,7 +13,7 @@ TOOLS ?= .tools
 SAM_CLI ?= .sam-cli
 STACK ?= pancscan-dev
 
-.PHONY: install run test test-unit chromium build-inference tools sam-cli deploy hospital-client audit predict evaluate train bench bench-pipeline load fuzz clean
+.PHONY: install run test test-unit mutate chromium build-inference tools sam-cli deploy hospital-client audit predict evaluate train bench bench-pipeline load fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,11 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/pancscan serve --host $(HOST) --port $(PORT) --s3-port $(S3_PORT)
 
+# Unit and integration tests in a random order (pytest-randomly; the seed is printed: rerun one with
+# --randomly-seed=N), then the model and end-to-end tests in file order.
 test: install chromium build-inference tools sam-cli
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/integration
+	$(PY) -m pytest -q -p no:cacheprovider -p no:randomly tests/model tests/e2e
 
 # Tools with pins of their own (checkov, pip-audit), kept out of the project's environment.
 tools: $(TOOLS)/.installed
@@ -75,6 +78,12 @@ build/inference/.built: functions/inference/Dockerfile functions/inference/requi
 # Fast tests only: no TensorFlow, no shared data.
 test-unit: install
 	$(PY) -m pytest -q tests/unit
+
+# Mutation testing (mutmut) of the modules that guard data and patients: writes mutation/report.md.
+# Not part of `make test`: about an hour on two cores.
+mutate: install
+	$(PY) -m pip install -q 'mutmut==3.8.1'
+	$(PY) mutation/run.py
 
 # make predict FILE=path/to/slice.jpg
 predict: install

@@ -19,7 +19,7 @@ import sys
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pancscan_local.auth import create_hospital_client
+from pancscan_local.issuer import create_hospital_client
 from pancscan_local.deploy_site import stack_outputs
 
 

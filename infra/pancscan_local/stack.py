@@ -28,7 +28,8 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from pancscan.settings import Settings
-from pancscan_local.auth import Denied, LocalIssuer, authorization_header, authorize, event_authorizer
+from pancscan_local.auth import Denied, authorization_header, authorize, event_authorizer
+from pancscan_local.issuer import LocalIssuer
 from pancscan_local.lambda_runtime import LocalContext, http_api_event, load_handler, response_parts
 from pancscan_local.resources import create_resources, create_table, notify_queue
 from pancscan_local.template import REPO, api_routes

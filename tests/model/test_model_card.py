@@ -61,7 +61,7 @@ def test_each_figure_of_the_card_is_the_reports(first_cell):
 
 
 def test_the_cards_thresholds_and_counts_are_the_reports():
-    report, card = json.loads(REPORT.read_text()), CARD.read_text()
+    report = json.loads(REPORT.read_text())
     assert f"threshold ({report['threshold']:.3f})" in card_row("sensitivity at the threshold")
     assert f"threshold {report['series']['threshold']:.3f}" in card_row("`max` (shipped)")
     for band in ("<200 px", "200-800 px", ">=800 px"):

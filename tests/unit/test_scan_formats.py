@@ -1,6 +1,8 @@
 """DICOM, DICOM series zips and NIfTI to model inputs: real files made with pydicom and nibabel."""
 
+import functools
 import gzip
+import inspect
 import io
 import stat
 import zipfile
@@ -11,6 +13,7 @@ import pytest
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from pancscan.errors import ScanRejected
+from pancscan.nifti import gunzip_limited
 from pancscan.scan_input import read_scan
 from tests.dicom_factory import PHI_STRINGS, ct_dataset, display_to_hu, series_zip, to_bytes, zip_of
 
@@ -175,10 +178,21 @@ def test_nifti_that_is_not_ct_is_refused():
     assert rejected_code(nifti_bytes(volume, np.eye(4))) == "unsupported_modality"
 
 
-def test_gzip_bomb_is_stopped_while_decompressing(monkeypatch):
-    monkeypatch.setattr("pancscan.nifti.MAX_UNCOMPRESSED_BYTES", 1024 * 1024)
-    monkeypatch.setattr("pancscan.nifti.gunzip_limited.__defaults__", (1024 * 1024,))
-    assert rejected_code(gzip.compress(b"\0" * (8 * 1024 * 1024))) == "too_large"
+@pytest.mark.parametrize("limit, refused", [(8 * 2**20, False), (8 * 2**20 - 1, True)])
+def test_gzip_is_decompressed_up_to_its_limit_and_no_further(limit, refused):
+    data = gzip.compress(b"\0" * (8 * 2**20))
+    if refused:
+        with pytest.raises(ScanRejected) as caught:
+            gunzip_limited(data, limit)
+        assert caught.value.code == "too_large"
+    else:
+        assert len(gunzip_limited(data, limit)) == 8 * 2**20
+
+
+def test_a_gzip_bomb_is_stopped_while_decompressing(monkeypatch):
+    assert inspect.signature(gunzip_limited).parameters["limit"].default == 2**30  # 1 GB, as the README says
+    monkeypatch.setattr("pancscan.nifti.gunzip_limited", functools.partial(gunzip_limited, limit=2**20))  # a smaller bomb
+    assert rejected_code(gzip.compress(b"\0" * (8 * 2**20))) == "too_large"
 
 
 def test_reading_odd_header_values_logs_and_warns_nothing_that_quotes_them(caplog, recwarn):
