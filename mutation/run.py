@@ -7,9 +7,9 @@ behind a link from functions/api/app.py), runs `mutmut run` there over the unit 
 tests, and writes mutation/report.md: the score, every surviving mutant with its diff, and which of
 them are listed as equivalent in mutation/equivalent.txt (each with its reason).
 
-    python mutation/run.py [--jobs 2] [--keep [--survivors]] [mutant names or globs]
-    (--keep: reuse build/mutation's earlier results; --survivors: retry the mutants not yet killed
-    with the tests as they are now, after adding tests)
+    python mutation/run.py [--jobs 2] [--fresh] [--survivors] [mutant names or globs]
+    (--fresh: forget earlier results; --survivors: try again, with the tests as they are now, only
+    the mutants not killed so far)
 """
 
 from __future__ import annotations
@@ -46,34 +46,40 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
           24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", None: "not checked"}
 
 
-def stage() -> None:
-    if STAGE.exists():
+def stage(fresh: bool) -> None:
+    """The staged copy: sources, tests and what they read, refreshed from the repository. mutmut keeps
+    its results in mutants/ and tries again only the functions whose source changed (it compares
+    modification times, which the copies keep), unless ``fresh``."""
+    if fresh and STAGE.exists():
         shutil.rmtree(STAGE)
+    mutants = STAGE / "mutants"
     for staged, source in SOURCES.items():
         copy(REPO / source, STAGE / staged)
-    for path in ALSO_COPIED + ["tests", "pyproject.toml"]:
+    for path in ALSO_COPIED + ["tests"]:
         copy(REPO / path, STAGE / path)
-    mutants = STAGE / "mutants"
+        copy(REPO / path, mutants / path)  # mutmut copies these once; later runs need them afresh
     # the functions as the Lambda loader finds them (REPO/functions/<name>/app.py, REPO being mutants/
     # there): the API's is the mutated module itself
-    (mutants / "functions" / "api").mkdir(parents=True)
-    (mutants / "functions" / "api" / "app.py").symlink_to("../../src/pancscan_function_api.py")
+    api = mutants / "functions" / "api" / "app.py"
+    if not api.is_symlink():
+        api.parent.mkdir(parents=True, exist_ok=True)
+        api.symlink_to("../../src/pancscan_function_api.py")
     copy(REPO / "functions" / "inference", mutants / "functions" / "inference")
-    for path in ALSO_COPIED:
-        copy(REPO / path, mutants / path)
-    with (STAGE / "pyproject.toml").open("a") as config:
-        config.write("\n[tool.mutmut]\n" + "\n".join([
-            'source_paths = ["src"]',
-            f"only_mutate = {json.dumps(MUTATED)}",
-            f"also_copy = {json.dumps(ALSO_COPIED)}",
-            f"pytest_add_cli_args_test_selection = {json.dumps(TESTS)}",
-        ]) + "\n")
+    (STAGE / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text() + "\n[tool.mutmut]\n" + "\n".join([
+        'source_paths = ["src"]',
+        f"only_mutate = {json.dumps(MUTATED)}",
+        f"also_copy = {json.dumps(ALSO_COPIED)}",
+        f"pytest_add_cli_args_test_selection = {json.dumps(TESTS)}",
+    ]) + "\n")
 
 
 def copy(source: Path, target: Path) -> None:
+    """``source`` in place of ``target``, modification times kept."""
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.is_dir():
-        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
     else:
         shutil.copy2(source, target)
 
@@ -142,19 +148,14 @@ def report(statuses: dict[str, str], listed: dict[str, str]) -> tuple[str, float
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--keep", action="store_true", help="reuse build/mutation (its results for unchanged code)")
-    parser.add_argument("--survivors", action="store_true",
-                        help="with --keep: take the tests afresh and try again only the mutants that were not killed")
+    parser.add_argument("--fresh", action="store_true", help="forget earlier results (build/mutation) and start over")
+    parser.add_argument("--survivors", action="store_true", help="try again only the mutants not killed so far (after adding tests)")
     parser.add_argument("mutants", nargs="*", help="only these mutants (names or globs), e.g. 'pancscan.archive.*'")
     args = parser.parse_args()
+    stage(args.fresh)
     mutants = args.mutants
-    if not (args.keep and STAGE.exists()):
-        stage()
-    elif args.survivors:
-        for tests in (STAGE / "tests", STAGE / "mutants" / "tests"):
-            shutil.rmtree(tests)
-            copy(REPO / "tests", tests)
-        mutants = mutants or sorted(name for name, status in results().items() if status not in ("killed", "not checked"))
+    if args.survivors and not mutants:
+        mutants = sorted(name for name, status in results().items() if status not in ("killed", "not checked"))
     env = os.environ | {"PANCSCAN_MODEL": str(REPO / "model" / "pancscan.tflite"),
                         "PANCSCAN_DATA": str(SHARED_DATA / "nih-pancreas-ct-slices"),
                         "PANCSCAN_MSD_DATA": str(SHARED_DATA / "msd-pancreas-tumour-ct-slices")}

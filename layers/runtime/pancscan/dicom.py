@@ -124,8 +124,8 @@ def require_ct_without_image(ds) -> None:
             modality = str(ds.get("Modality", "") or "").upper()
         except Exception:  # a damaged element, converted only now (found by fuzzing)
             modality = ""
-    if modality and modality != "CT":
-        require_axial_ct(modality, True)
+    if modality:
+        require_axial_ct(modality, True)  # refuses any modality but CT, naming it
     raise ScanRejected("unreadable_file", "The DICOM file holds no image.")
 
 
