@@ -39,6 +39,7 @@ ALSO_COPIED = ["events", "site", "template.yaml", "model/pancscan.json", "model/
 # the image, marker and template tests need artefacts and tools that are not staged (and are not about these modules)
 TESTS = ["tests/unit", "tests/integration", "--ignore=tests/integration/test_inference_image.py",
          "--ignore=tests/unit/test_markers.py", "--ignore=tests/unit/test_template.py", "-p", "no:randomly", "-p", "no:cacheprovider"]
+DETECTED = ("killed", "timeout")  # a mutant that makes a test hang past its time limit is detected too
 EQUIVALENT = REPO / "mutation" / "equivalent.txt"
 REPORT = REPO / "mutation" / "report.md"
 
@@ -115,17 +116,18 @@ def mutmut() -> str:
 
 def report(statuses: dict[str, str], listed: dict[str, str]) -> tuple[str, float]:
     checked = {name: status for name, status in statuses.items() if status != "not checked"}
-    survivors = sorted(name for name, status in checked.items() if status != "killed")
+    survivors = sorted(name for name, status in checked.items() if status not in DETECTED)
     equivalent = [name for name in survivors if name in listed]
     unexplained = [name for name in survivors if name not in listed]
     stale = sorted(set(listed) - set(survivors))
     scored = len(checked) - len(equivalent)
-    killed = sum(status == "killed" for status in checked.values())
+    killed = sum(status in DETECTED for status in checked.values())
     score = killed / scored if scored else 0.0
     lines = ["# Mutation testing", "",
              "`make mutate` (mutmut over the unit and integration tests; `mutation/run.py`). Modules: "
              + ", ".join(f"`{SOURCES.get(m, m)}`" if m in SOURCES else f"`{m.removeprefix('src/')}`" for m in MUTATED) + ".", "",
-             f"- mutants: {len(statuses)}, of which checked: {len(checked)}; killed: {killed}; listed as equivalent: {len(equivalent)}; "
+             f"- mutants: {len(statuses)}, of which checked: {len(checked)}; killed (a test failed or hung): {killed}; "
+             f"listed as equivalent: {len(equivalent)}; "
              f"surviving and not explained: {len(unexplained)}",
              f"- **mutation score: {killed}/{scored} = {score:.1%}** of the mutants that are not equivalent", ""]
     by_status: dict[str, int] = {}
@@ -155,7 +157,7 @@ def main() -> int:
     stage(args.fresh)
     mutants = args.mutants
     if args.survivors and not mutants:
-        mutants = sorted(name for name, status in results().items() if status not in ("killed", "not checked"))
+        mutants = sorted(name for name, status in results().items() if status not in (*DETECTED, "not checked"))
     env = os.environ | {"PANCSCAN_MODEL": str(REPO / "model" / "pancscan.tflite"),
                         "PANCSCAN_DATA": str(SHARED_DATA / "nih-pancreas-ct-slices"),
                         "PANCSCAN_MSD_DATA": str(SHARED_DATA / "msd-pancreas-tumour-ct-slices")}
