@@ -129,7 +129,11 @@ def report(statuses: dict[str, str], listed: dict[str, str]) -> tuple[str, float
              f"- mutants: {len(statuses)}, of which checked: {len(checked)}; killed (a test failed or hung): {killed}; "
              f"listed as equivalent: {len(equivalent)}; "
              f"surviving and not explained: {len(unexplained)}",
-             f"- **mutation score: {killed}/{scored} = {score:.1%}** of the mutants that are not equivalent", ""]
+             f"- **mutation score: {killed}/{scored} = {score:.1%}** of the mutants that are not equivalent", "",
+             "Each mutant keeps its result until its function's source changes (then it is tried again); "
+             "`--survivors` tries again, with the tests as they are, the mutants not killed; `--fresh` starts over. "
+             "mutmut leaves decorated functions alone: the API function's route and error handlers are not mutated "
+             "(they are thin; what they decide is in `scans.py`, which is).", ""]
     by_status: dict[str, int] = {}
     for status in statuses.values():
         by_status[status] = by_status.get(status, 0) + 1

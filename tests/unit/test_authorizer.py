@@ -6,7 +6,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pancscan_local.auth import Denied, JwtConfiguration, authorize, event_authorizer
+from pancscan_local.auth import Denied, JwtConfiguration, authorization_header, authorize, event_authorizer
 
 ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_pool"
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -82,3 +82,14 @@ def test_the_denial_body_is_api_gateways():
     denied = Denied(401, "x")
     assert json.loads(denied.body) == {"message": "Unauthorized"}
     assert json.loads(Denied(403, "x", "s").body) == {"message": "Forbidden"}
+
+
+@pytest.mark.parametrize("headers, found", [
+    ({"Authorization": "Bearer a"}, "Bearer a"),
+    ({"authorization": "Bearer b", "Host": "x"}, "Bearer b"),
+    ({"Host": "x", "AUTHORIZATION": "c"}, "c"),
+    ({"X-Authorization": "d"}, None),
+    ({}, None),
+])
+def test_the_authorization_header_is_found_whatever_the_case_of_its_name(headers, found):
+    assert authorization_header(headers) == found
