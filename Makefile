@@ -30,7 +30,7 @@ run: install
 # Unit and integration tests in a random order (pytest-randomly; the seed is printed: rerun one with
 # --randomly-seed=N), then the model and end-to-end tests in file order.
 test: install chromium build-inference tools sam-cli
-	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/integration
+	$(PY) -m pytest -p no:cacheprovider tests/unit tests/integration
 	$(PY) -m pytest -q -p no:cacheprovider -p no:randomly tests/model tests/e2e
 
 # Tools with pins of their own (checkov, pip-audit), kept out of the project's environment.
