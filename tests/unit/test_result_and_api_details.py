@@ -119,14 +119,16 @@ def assert_no_422_and_no_validation_schemas(document):
     assert "ScanView" in document["components"]["schemas"]  # the rest stays
 
 
-def test_public_openapi_document_keeps_the_token_header_and_drops_powertools_422(api):
-    handler, _ = api
+@pytest.mark.parametrize("flow, token", [("api", ["x-scan-token"]), ("api_for_hospitals", [])], ids=["public", "hospitals"])
+def test_the_openapi_document_names_the_token_header_only_in_the_public_flow_and_drops_powertools_422(request, flow, token):
+    handler, _ = request.getfixturevalue(flow)
     document = openapi_document(handler)
     assert document["servers"] == [{"url": "/"}]
     assert_no_422_and_no_validation_schemas(document)
     scan = document["paths"]["/v1/scans/{scan_id}"]
-    assert parameter_names(scan["get"]) == ["scan_id", "format", "x-scan-token"]
-    assert parameter_names(scan["delete"]) == ["scan_id", "x-scan-token"]
+    assert parameter_names(scan["get"]) == ["scan_id", "format", *token]
+    assert parameter_names(scan["delete"]) == ["scan_id", *token]
+    # no parameters: the key is gone, not null
     assert parameter_names(document["paths"]["/v1/scans"]["post"]) is None
     assert parameter_names(document["paths"]["/v1/health"]["get"]) is None
 
@@ -134,19 +136,6 @@ def test_public_openapi_document_keeps_the_token_header_and_drops_powertools_422
 def test_openapi_document_served_under_a_named_stage_lists_that_stage_as_its_server(api):
     handler, _ = api
     assert openapi_document(handler, stage="prod")["servers"] == [{"url": "/prod"}]
-
-
-def test_hospital_openapi_document_has_no_token_header_and_no_empty_parameter_lists(api_for_hospitals):
-    handler, _ = api_for_hospitals
-    document = openapi_document(handler)
-    assert document["servers"] == [{"url": "/"}]
-    assert_no_422_and_no_validation_schemas(document)
-    scan = document["paths"]["/v1/scans/{scan_id}"]
-    assert parameter_names(scan["get"]) == ["scan_id", "format"]
-    assert parameter_names(scan["delete"]) == ["scan_id"]
-    # no parameters left: the key is gone, not null
-    assert parameter_names(document["paths"]["/v1/scans"]["post"]) is None
-    assert parameter_names(document["paths"]["/v1/health"]["get"]) is None
 
 
 # --- the scan domain --------------------------------------------------------------------------------
