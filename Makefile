@@ -13,7 +13,7 @@ TOOLS ?= .tools
 SAM_CLI ?= .sam-cli
 STACK ?= pancscan-dev
 
-.PHONY: install run test test-unit mutate chromium build-inference tools sam-cli deploy hospital-client audit predict evaluate train bench bench-pipeline load fuzz clean
+.PHONY: install run test test-unit mutate chromium build-inference tools sam-cli deploy hospital-client audit predict evaluate figure-drift train bench bench-pipeline load fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +92,11 @@ predict: install
 # The card's figures, on the shipped model's test cases and patients (model/evaluation holds the shipped report).
 evaluate: install
 	$(VENV)/bin/pancscan evaluate --data $(DATA) --msd $(MSD) --out evaluation
+
+# How far the evaluation moves when only float order changes (LiteRT threads, XNNPACK off): what the
+# reproduction test's tolerances rest on (model/pancscan_model/reproduction.py). About 9 minutes.
+figure-drift: install
+	$(PY) bench/figure_drift.py --data $(DATA) --msd $(MSD) --out build/drift
 
 # Reproduces the shipped model into runs/model (TrainConfig's defaults; time in MODEL_CARD.md).
 train: install

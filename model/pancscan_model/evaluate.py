@@ -12,7 +12,9 @@ With the MSD tumour slices (``msd_dir``), on the model's TEST cases and patients
   normal test patient's series, through the series rule;
 - out of distribution: real slices wrongly rejected, and made-up non-CT images rejected;
 - examples.png: detected and missed test tumours and the highest-scoring normal slices, with heatmaps;
-- simulated lesions in the normal test patients (reported apart: they are not real tumours).
+- simulated lesions in the normal test patients (reported apart: they are not real tumours);
+- scores.csv: every scored image (or series) with its case or patient, label and probability, so a
+  figure can be traced to its items and a fresh run compared with the committed one item by item.
 
 95% intervals resample whole cases and patients (1000 bootstraps). Without ``msd_dir``: class
 folders (``normal/``, ``cancer/``) or MSD Task07 NIfTI, with the labels they carry.
@@ -20,6 +22,7 @@ folders (``normal/``, ``cancer/``) or MSD Task07 NIfTI, with the labels they car
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +46,7 @@ AREA_BANDS_PX = {"<200 px": (0, 200), "200-800 px": (200, 800), ">=800 px": (800
 ISO_ATTENUATING_HU = 20  # tumours within this of their surroundings (median HU) are hard to see on one slice
 PIXEL_MM = 0.8  # MSD Task07 pixels are about 0.6-1.0 mm; not recorded per slice
 LOCALISATION_MARGIN_MM = 5.0
+MARGIN_PX = int(round(LOCALISATION_MARGIN_MM / PIXEL_MM))
 NOTE = ("Positives are REAL pancreatic tumours (MSD Task07, one hospital); negatives are normal pancreases "
         "(NIH Pancreas-CT, another hospital). Research use only, not a medical device.")
 
@@ -54,6 +58,39 @@ class Scored:
     groups: np.ndarray  # case or patient of each item: the unit the bootstrap resamples
     areas: np.ndarray  # tumour area in pixels (0 for normal slices)
     rejected: np.ndarray
+
+
+# scores.csv: one row per scored image or series. The tumour's columns are filled for tumour slices
+# and their erased twins: its pixels, its median HU, its contrast with the tissue around it, and
+# whether the heatmap's maximum lies on it.
+SCORE_COLUMNS = ("kind", "group", "item", "label", "probability", "rejected",
+                 "tumour_px", "tumour_hu", "contrast_hu", "peak_on_tumour")
+_NUMBERS = {"label": int, "probability": float, "rejected": int, "tumour_px": int, "tumour_hu": float,
+            "contrast_hu": float, "peak_on_tumour": int}
+
+
+def score_rows(kind: str, groups, items, labels, probs, rejected, **tumour_columns) -> list[dict]:
+    """Rows of scores.csv, one per item; ``tumour_columns``: a list of values for each tumour column."""
+    rows = [{"kind": kind, "group": str(g), "item": str(i), "label": int(y), "probability": float(p), "rejected": int(bool(r))}
+            for g, i, y, p, r in zip(groups, items, labels, probs, rejected)]
+    for column in SCORE_COLUMNS[6:]:
+        values = tumour_columns.get(column, [""] * len(rows))
+        for row, value in zip(rows, values):
+            row[column] = value if value == "" else _NUMBERS[column](value)
+    return rows
+
+
+def write_scores(rows: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=SCORE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({key: repr(value) if isinstance(value, float) else value for key, value in row.items()} for row in rows)
+
+
+def read_scores(path: Path) -> list[dict]:
+    with path.open(newline="") as source:
+        return [{key: _NUMBERS[key](value) if key in _NUMBERS and value != "" else value for key, value in row.items()}
+                for row in csv.DictReader(source)]
 
 
 def _interval(statistic, groups: np.ndarray) -> dict:
@@ -88,6 +125,57 @@ def summarise(s: Scored, threshold: float) -> dict:
     return out
 
 
+def outscores_twin(p_tumour: np.ndarray, p_erased: np.ndarray, cases: np.ndarray, subset: np.ndarray | None = None) -> dict:
+    """How often a tumour slice (of ``subset``) scores above the same slice with its tumour erased."""
+    subset = np.ones(len(cases), bool) if subset is None else subset
+    return _interval(lambda i: float(np.mean(p_tumour[i][subset[i]] > p_erased[i][subset[i]])), cases)
+
+
+def real_sets(rows: list[dict]) -> dict[str, Scored]:
+    """The two comparisons of real tumour slices, from their rows of scores.csv: against normal
+    slices, and against the same slices with the tumour erased."""
+    def scored(*kinds: str) -> Scored:
+        chosen = [r for r in rows if r["kind"] in kinds]
+        return Scored(np.array([r["label"] for r in chosen]), np.array([r["probability"] for r in chosen]),
+                      np.array([r["group"] for r in chosen]), np.array([r["tumour_px"] if r["label"] else 0 for r in chosen]),
+                      np.array([bool(r["rejected"]) for r in chosen]))
+
+    return {"real_tumour_vs_normal": scored("tumour", "normal"), "real_tumour_vs_erased": scored("tumour", "erased")}
+
+
+def real_figures(rows: list[dict], threshold: float) -> dict:
+    """The report's figures on real tumours, a function of scores.csv alone (so the committed report
+    can be recomputed from the committed scores): both comparisons, by tumour contrast, localisation."""
+    report = {name: summarise(s, threshold) for name, s in real_sets(rows).items()}
+    tumour, erased = ([r for r in rows if r["kind"] == kind] for kind in ("tumour", "erased"))
+    p_tumour, p_erased = np.array([r["probability"] for r in tumour]), np.array([r["probability"] for r in erased])
+    cases, areas = np.array([r["group"] for r in tumour]), np.array([r["tumour_px"] for r in tumour])
+    report["real_tumour_vs_erased"]["tumour_outscores_its_erased_twin"] = outscores_twin(p_tumour, p_erased, cases)
+
+    visible = np.abs([r["contrast_hu"] for r in tumour]) >= ISO_ATTENUATING_HU  # NaN (no tissue around it) counts as not visible
+    report["by_tumour_contrast"] = {
+        "definition": f"median HU of the tumour minus that of the soft tissue around it; 'visible': at least {ISO_ATTENUATING_HU} HU apart",
+        "visible_fraction": float(visible.mean()),
+        "median_tumour_hu_by_area": {band: float(np.median([r["tumour_hu"] for r, a in zip(tumour, areas) if lo <= a < hi]))
+                                     for band, (lo, hi) in AREA_BANDS_PX.items()},
+        **{name: {"n": int(subset.sum()),
+                  "sensitivity": _interval(lambda i, subset=subset: float(np.mean(p_tumour[i][subset[i]] >= threshold)), cases),
+                  "tumour_outscores_its_erased_twin": outscores_twin(p_tumour, p_erased, cases, subset)}
+           for name, subset in (("visible", visible), ("iso_attenuating", ~visible))},
+    }
+
+    on_tumour, still_there = (np.array([r["peak_on_tumour"] == 1 for r in part]) for part in (tumour, erased))
+    detected = p_tumour >= threshold
+    report["localisation"] = {
+        "definition": f"heatmap maximum within the tumour mask grown by {LOCALISATION_MARGIN_MM:g} mm ({MARGIN_PX} px at {PIXEL_MM} mm)",
+        "detected_tumour_slices": {"n": int(detected.sum())} | _interval(
+            lambda i: float(on_tumour[i][detected[i]].mean()) if detected[i].any() else float("nan"), cases),
+        "all_tumour_slices": {"n": len(tumour)} | _interval(lambda i: float(on_tumour[i].mean()), cases),
+        "after_erasing": {"n": len(tumour)} | _interval(lambda i: float(still_there[i].mean()), cases),
+    }
+    return report
+
+
 def peak_on_tumour(heatmap: np.ndarray, tumour: np.ndarray, margin_px: int) -> bool:
     """Is the centre of the heatmap's hottest cell on the tumour grown by ``margin_px``?"""
     i, j = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
@@ -102,58 +190,32 @@ def _run(image: np.ndarray, model):
     return (result.probability if result.probability is not None else model.probability(raw.score_logit)), raw.heatmap, result.status == "rejected"
 
 
-def evaluate_real(nih_dir: Path, msd_dir: Path, model, metadata: dict, log, out_dir: Path) -> tuple[dict, dict[str, Scored]]:
+def evaluate_real(nih_dir: Path, msd_dir: Path, model, metadata: dict, log, out_dir: Path) -> tuple[dict, dict[str, Scored], list[dict]]:
     split = metadata["split"]
     msd = [s for s in load_msd_slices(msd_dir) if s.patient in set(split["msd"]["test"])]
     nih = [s for s in load_nih_slices(nih_dir) if s.patient in set(split["nih"]["test"])]
     if not msd or not nih:
         raise SystemExit("none of the model's test cases or patients are in these data folders")
     log(f"test: {len(split['msd']['test'])} MSD cases ({len(msd)} tumour slices), {len(split['nih']['test'])} NIH patients ({len(nih)} slices)")
-    threshold, margin_px = model.metadata.threshold, int(round(LOCALISATION_MARGIN_MM / PIXEL_MM))
+    threshold = model.metadata.threshold
 
     # every tumour slice once more through JPEG, as its erased twin is: the two differ only by the tumour
     tumour = [_run(jpeg_roundtrip(s.image), model) for s in msd]
     erased = [_run(erase_tumour(s.image, s.tumour, seed=EVAL_SEED + k), model) for k, s in enumerate(msd)]
     normal = [_run(s.image, model) for s in nih]
-    cases = np.array([s.patient for s in msd])
-    areas = np.array([int(s.tumour.sum()) for s in msd])
+    facts = {"tumour_px": [int(s.tumour.sum()) for s in msd], "tumour_hu": [float(np.median(s.image[s.tumour])) for s in msd],
+             "contrast_hu": [float(tumour_contrast_hu(s.image, s.tumour)) for s in msd]}
 
-    def scored(positives, negatives, negative_groups, negative_areas=None):
-        return Scored(np.r_[np.ones(len(positives)), np.zeros(len(negatives))].astype(int),
-                      np.array([p for p, _, _ in positives + negatives]), np.r_[cases, negative_groups],
-                      np.r_[areas, np.zeros(len(negatives)) if negative_areas is None else negative_areas],
-                      np.array([r for _, _, r in positives + negatives]))
+    def tumour_rows(kind: str, label: int, scored: list) -> list[dict]:
+        peaks = [peak_on_tumour(heatmap, s.tumour, MARGIN_PX) for (_, heatmap, _), s in zip(scored, msd)]
+        return score_rows(kind, [s.patient for s in msd], [s.name for s in msd], [label] * len(msd),
+                          [p for p, _, _ in scored], [r for _, _, r in scored], **facts, peak_on_tumour=peaks)
 
-    sets = {"real_tumour_vs_normal": scored(tumour, normal, np.array([s.patient for s in nih])),
-            "real_tumour_vs_erased": scored(tumour, erased, cases, np.zeros(len(erased)))}
-    report = {name: summarise(s, threshold) for name, s in sets.items()}
-    p_tumour, p_erased = np.array([p for p, _, _ in tumour]), np.array([p for p, _, _ in erased])
-    report["real_tumour_vs_erased"]["tumour_outscores_its_erased_twin"] = _interval(
-        lambda i: float(np.mean(p_tumour[i] > p_erased[i])), cases)
-    contrast = np.array([tumour_contrast_hu(s.image, s.tumour) for s in msd])
-    visible = np.abs(contrast) >= ISO_ATTENUATING_HU  # NaN (no tissue around it to compare) counts as not visible
-    report["by_tumour_contrast"] = {
-        "definition": f"median HU of the tumour minus that of the soft tissue around it; 'visible': at least {ISO_ATTENUATING_HU} HU apart",
-        "visible_fraction": float(visible.mean()),
-        "median_tumour_hu_by_area": {band: float(np.median([np.median(s.image[s.tumour]) for s, a in zip(msd, areas) if lo <= a < hi]))
-                                     for band, (lo, hi) in AREA_BANDS_PX.items()},
-        **{name: {"n": int(subset.sum()),
-                  "sensitivity": _interval(lambda i, subset=subset: float(np.mean(p_tumour[i][subset[i]] >= threshold)), cases),
-                  "tumour_outscores_its_erased_twin": _interval(
-                      lambda i, subset=subset: float(np.mean(p_tumour[i][subset[i]] > p_erased[i][subset[i]])), cases)}
-           for name, subset in (("visible", visible), ("iso_attenuating", ~visible))},
-    }
-
-    on_tumour = np.array([peak_on_tumour(h, s.tumour, margin_px) for (_, h, _), s in zip(tumour, msd)])
-    still_there = np.array([peak_on_tumour(h, s.tumour, margin_px) for (_, h, _), s in zip(erased, msd)])
-    detected = p_tumour >= threshold
-    report["localisation"] = {
-        "definition": f"heatmap maximum within the tumour mask grown by {LOCALISATION_MARGIN_MM:g} mm ({margin_px} px at {PIXEL_MM} mm)",
-        "detected_tumour_slices": {"n": int(detected.sum())} | _interval(
-            lambda i: float(on_tumour[i][detected[i]].mean()) if detected[i].any() else float("nan"), cases),
-        "all_tumour_slices": {"n": len(msd)} | _interval(lambda i: float(on_tumour[i].mean()), cases),
-        "after_erasing": {"n": len(msd)} | _interval(lambda i: float(still_there[i].mean()), cases),
-    }
+    rows = tumour_rows("tumour", 1, tumour) + tumour_rows("erased", 0, erased)
+    rows += score_rows("normal", [s.patient for s in nih], [s.name for s in nih], [0] * len(nih),
+                       [p for p, _, _ in normal], [r for _, _, r in normal])
+    sets = real_sets(rows)
+    report = real_figures(rows, threshold)
 
     if model.metadata.series is not None:
         series_cases = by_case(msd) + by_case(nih)
@@ -162,14 +224,15 @@ def evaluate_real(nih_dir: Path, msd_dir: Path, model, metadata: dict, log, out_
         labels = np.array([1] * len(by_case(msd)) + [0] * len(by_case(nih)))
         groups = np.array([case[0].patient for case in series_cases])
         sets["series"] = Scored(labels, probs, groups, np.zeros(len(labels)), np.array([r.status == "rejected" for r in results]))
+        rows += score_rows("series", groups, [f"{len(case)} slices" for case in series_cases], labels, probs, sets["series"].rejected)
         report["series"] = summarise(sets["series"], model.metadata.series.threshold) | {
             "rule": model.metadata.series.rule, "threshold": model.metadata.series.threshold,
             "note": "each test case's tumour slices (MSD) or test patient's slices (NIH) as one DICOM series, HU rebuilt from the slices"}
 
-    _gallery(msd, tumour, nih, normal, threshold, margin_px, out_dir)
+    _gallery(msd, tumour, nih, normal, threshold, MARGIN_PX, out_dir)
     report["out_of_distribution"] = _out_of_distribution([s.image for s in msd + nih], model)
-    report["simulated_lesions_nih_test"] = _simulated(nih, model, threshold)
-    return report, sets
+    report["simulated_lesions_nih_test"], simulated_rows = _simulated(nih, model, threshold)
+    return report, sets, rows + simulated_rows
 
 
 def _gallery(msd, tumour, nih, normal, threshold: float, margin_px: int, out_dir: Path, per_row: int = 6) -> None:
@@ -214,27 +277,29 @@ def _out_of_distribution(real: list[np.ndarray], model) -> dict:
             "rejected_by_category": rejected, "rejected_overall": float(np.mean(list(rejected.values()))), "per_category": 30}
 
 
-def _simulated(nih, model, threshold: float) -> dict:
+def _simulated(nih, model, threshold: float) -> tuple[dict, list[dict]]:
     """Simulated lesions (the held-out generator) in the normal test patients: reported apart."""
     cases = evaluation_cases(nih, EVAL_SEED, style="heldout", variants=1)
     probs = np.array([predict_model_input(c.image, model).probability or 0.0 for c in cases])
     labels = np.array([c.label for c in cases])
     groups = np.array([c.patient for c in cases])
     higher = probs[1::2] > probs[0::2]  # cases come in pairs: a slice without, then with a lesion
+    rows = score_rows("simulated", groups, [k // 2 for k in range(len(cases))], labels, probs, np.zeros(len(cases)))
     return {"note": "SIMULATED lesions (held-out generator) in the NIH test patients' slices, each against its lesion-free twin",
             "auroc": _interval(lambda i: metrics.auroc(labels[i], probs[i]), groups),
             "sensitivity": _interval(lambda i: float(np.mean(probs[i][labels[i] == 1] >= threshold)), groups),
-            "lesioned_twin_scores_higher": _interval(lambda i: float(higher[i].mean()), groups[::2])}
+            "lesioned_twin_scores_higher": _interval(lambda i: float(higher[i].mean()), groups[::2])}, rows
 
 
-def evaluate_labelled(slices, model) -> tuple[dict, dict[str, Scored]]:
+def evaluate_labelled(slices, model) -> tuple[dict, dict[str, Scored], list[dict]]:
     cases = [Case(to_model_input(s.image), int(s.label), s.patient) for s in slices]
     results = [predict_model_input(c.image, model) for c in cases]
     probs = np.array([r.probability if r.probability is not None else model.probability(model.run(c.image).score_logit)
                       for r, c in zip(results, cases)])
     scored = Scored(np.array([c.label for c in cases]), probs, np.array([c.patient for c in cases]), np.zeros(len(cases)),
                     np.array([r.status == "rejected" for r in results]))
-    return {"labelled": summarise(scored, model.metadata.threshold)}, {"labelled": scored}
+    rows = score_rows("labelled", scored.groups, [s.name for s in slices], scored.labels, probs, scored.rejected)
+    return {"labelled": summarise(scored, model.metadata.threshold)}, {"labelled": scored}, rows
 
 
 def evaluate(data_dir, msd_dir=None, model_path=None, out_dir="evaluation", log=print) -> dict:
@@ -243,20 +308,21 @@ def evaluate(data_dir, msd_dir=None, model_path=None, out_dir="evaluation", log=
     metadata = json.loads(model.path.with_suffix(".json").read_text())
     if msd_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        report, scored = evaluate_real(data_dir, Path(msd_dir), model, metadata, log, out_dir)
+        report, scored, rows = evaluate_real(data_dir, Path(msd_dir), model, metadata, log, out_dir)
         note = NOTE
     elif (data_dir / "imagesTr").is_dir():
-        (report, scored), note = evaluate_labelled(load_msd_task07(data_dir), model), "Labels as the data set gives them."
+        (report, scored, rows), note = evaluate_labelled(load_msd_task07(data_dir), model), "Labels as the data set gives them."
     else:
-        (report, scored), note = evaluate_labelled(load_class_folders(data_dir), model), "Labels as the folders give them."
+        (report, scored, rows), note = evaluate_labelled(load_class_folders(data_dir), model), "Labels as the folders give them."
     report = {"model_version": model.metadata.version, "threshold": model.metadata.threshold,
               "note": note + " Research use only, not a medical device." if note != NOTE else note, **report}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_scores(rows, out_dir / "scores.csv")
     _plots(scored, out_dir)
     for line in table(report):
         log(line)
-    log(f"report: {out_dir / 'report.json'}; plots: {out_dir / 'roc.png'}, {out_dir / 'calibration.png'}"
+    log(f"report: {out_dir / 'report.json'}, scores: {out_dir / 'scores.csv'}; plots: {out_dir / 'roc.png'}, {out_dir / 'calibration.png'}"
         + (f", {out_dir / 'examples.png'}" if msd_dir is not None else ""))
     return report
 

@@ -3,11 +3,13 @@
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from pancscan.imaging import to_model_input
 from pancscan.inference import result_pngs
 from pancscan.predict import predict_model_input, predict_series
+from pancscan_model.reproduction import SCORE_TOLERANCE
 
 
 def test_the_heatmap_and_the_slice_image_are_those_of_the_most_suspicious_slice(shipped_split, shipped_model):
@@ -23,8 +25,10 @@ def test_the_heatmap_and_the_slice_image_are_those_of_the_most_suspicious_slice(
 
     assert result.series["most_suspicious_slice"] == top
     assert np.array_equal(result.image, images[top])
-    assert np.array_equal(result.heatmap, singles[top].heatmap)
-    assert result.series["slice_probabilities"] == [round(single.probability, 4) for single in singles]
+    # model arithmetic: the same within what kernels and batching change (another slice's differs by far more)
+    assert np.abs(result.heatmap - singles[top].heatmap).max() <= SCORE_TOLERANCE
+    assert result.series["slice_probabilities"] == pytest.approx([single.probability for single in singles], abs=5e-5 + SCORE_TOLERANCE)
+    assert all(p == round(p, 4) for p in result.series["slice_probabilities"])  # four decimals, as the page shows them
     pngs = result_pngs(result)
     stored_slice = np.asarray(Image.open(io.BytesIO(pngs["slice_png"])), np.float32) / 255
     assert np.abs(stored_slice - images[top]).max() <= 0.5 / 255 + 1e-6

@@ -8,6 +8,7 @@ from PIL import Image
 
 from pancscan.cli import main
 from pancscan.predict import predict_bytes
+from pancscan_model.reproduction import AUROC_TOLERANCE
 
 pytestmark = pytest.mark.model
 
@@ -39,7 +40,7 @@ def test_evaluate_on_class_folders_reports_what_the_model_scores(shipped_split, 
     assert labelled["cases"] == 30 and labelled["positives"] == 15
     expected = pairwise_auroc(scores["cancer"], scores["normal"])
     assert expected >= 0.65  # real tumours: the shipped model separates them; a constant model gives 0.5
-    assert abs(labelled["auroc"]["value"] - expected) < 1e-6
+    assert abs(labelled["auroc"]["value"] - expected) <= AUROC_TOLERANCE  # two runs of the model: its last digits may differ
     threshold = shipped_model.metadata.threshold
     assert abs(labelled["sensitivity"]["value"] - np.mean(np.array(scores["cancer"]) >= threshold)) < 1e-6
     assert abs(labelled["specificity"]["value"] - np.mean(np.array(scores["normal"]) < threshold)) < 1e-6
