@@ -34,7 +34,8 @@ class DicomSlice:
     series_number: int | None
     modality: str
     axial: bool
-    position: float  # along the slice normal, mm: sorts a series inferior to superior
+    position: float  # along the slice normal, mm (the instance number where unknown): sorts a series inferior to superior
+    position_known: bool  # ImagePositionPatient given: ``position`` is in millimetres
     slice_thickness_mm: float | None
     pixel_spacing_mm: tuple[float, float] | None
     image: np.ndarray | None
@@ -65,47 +66,66 @@ def parse_dicom(data: bytes):
         raise ScanRejected("unreadable_file", "The DICOM file is damaged or truncated.") from exc
 
 
-def dicom_slice(ds, to_input: Callable[[np.ndarray], np.ndarray]) -> DicomSlice:
-    """Technical attributes of ``ds``; pixels decoded (to HU, then ``to_input``) only for axial CT."""
+def dicom_slice(ds, to_input: Callable[[np.ndarray], np.ndarray] | None) -> DicomSlice:
+    """Technical attributes of ``ds``, and for axial CT its pixels (to HU, then ``to_input``) when
+    ``to_input`` is given: a series decodes only the slices it samples, later, with ``dicom_image``."""
+    return _guarded(_dicom_slice, ds, to_input)
+
+
+def dicom_image(ds, to_input: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The model input of an axial CT slice that ``dicom_slice`` has read."""
+    return _guarded(lambda ds: _image(ds, *_orientation(ds)[:2], to_input), ds)
+
+
+def _guarded(read, ds, *args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # values are converted lazily, and pydicom's warnings quote them
         try:
-            return _dicom_slice(ds, to_input)
+            return read(ds, *args)
         except ScanRejected:
             raise
         except Exception as exc:  # a damaged element, converted only now
             raise ScanRejected("unreadable_file", "The DICOM file is damaged or truncated.") from exc
 
 
-def _dicom_slice(ds, to_input: Callable[[np.ndarray], np.ndarray]) -> DicomSlice:
-    modality = str(ds.get("Modality", "") or "").upper()
+def _orientation(ds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The row and column directions and the slice normal (patient coordinates)."""
     orientation = _floats(ds.get("ImageOrientationPatient")) or [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     if len(orientation) != 6:
         orientation = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     row, col = np.array(orientation[:3]), np.array(orientation[3:])
-    normal = np.cross(row, col)
+    return row, col, np.cross(row, col)
+
+
+def _image(ds, row: np.ndarray, col: np.ndarray, to_input: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    hu = _hounsfield(ds)
+    # Standard axial DICOM (rows along +x = patient's left, columns along +y = posterior) is
+    # already the radiological view; flip what runs the other way.
+    if row[0] < 0:
+        hu = hu[:, ::-1]
+    if col[1] < 0:
+        hu = hu[::-1, :]
+    return to_input(np.ascontiguousarray(hu))
+
+
+def _dicom_slice(ds, to_input: Callable[[np.ndarray], np.ndarray] | None) -> DicomSlice:
+    modality = str(ds.get("Modality", "") or "").upper()
+    row, col, normal = _orientation(ds)
     axial = abs(normal[2]) >= AXIAL_MIN_COSINE
-    image = None
-    if modality == "CT" and axial:
-        hu = _hounsfield(ds)
-        # Standard axial DICOM (rows along +x = patient's left, columns along +y = posterior) is
-        # already the radiological view; flip what runs the other way.
-        if row[0] < 0:
-            hu = hu[:, ::-1]
-        if col[1] < 0:
-            hu = hu[::-1, :]
-        image = to_input(np.ascontiguousarray(hu))
+    image = _image(ds, row, col, to_input) if modality == "CT" and axial and to_input is not None else None
     position = _floats(ds.get("ImagePositionPatient"))
     spacing = _floats(ds.get("PixelSpacing"))
     thickness = _floats([ds.get("SliceThickness")]) if ds.get("SliceThickness") not in (None, "") else None
     number = str(ds.get("SeriesNumber", "") or "").strip()
     instance = _floats([ds.get("InstanceNumber", 0)]) or [0.0]  # the order when positions are missing
+    has_position = bool(position) and len(position) == 3
     return DicomSlice(
         series_uid=str(ds.get("SeriesInstanceUID", "") or ""),
         series_number=int(number) if number.lstrip("-").isdigit() else None,
         modality=modality,
         axial=bool(axial),
-        position=float(np.dot(position, normal)) if position and len(position) == 3 else instance[0],
+        position=float(np.dot(position, normal)) if has_position else instance[0],
+        position_known=has_position,
         slice_thickness_mm=thickness[0] if thickness else None,
         pixel_spacing_mm=(spacing[0], spacing[1]) if spacing and len(spacing) == 2 else None,
         image=image,

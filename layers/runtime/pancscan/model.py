@@ -22,13 +22,16 @@ SHIPPED_MODEL = Path(__file__).resolve().parents[3] / "model" / "pancscan.tflite
 
 @dataclass(frozen=True)
 class SeriesRule:
-    """How slice scores make a scan-level probability: a named rule over the slice logits, then
-    its own Platt calibration and threshold (fitted on validation patients' series)."""
+    """How slice scores make a scan-level probability: slices sampled every ``grid_mm`` (0: every
+    slice), a named rule over their logits (``strongest_stretch``: the best mean over ``window_mm``),
+    then its own Platt calibration and threshold (fitted on validation patients' series)."""
 
     rule: str
     platt_a: float
     platt_b: float
     threshold: float
+    grid_mm: float = 0.0
+    window_mm: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class ModelMetadata:
                 platt_a=float(data["series"]["calibration"]["a"]),
                 platt_b=float(data["series"]["calibration"]["b"]),
                 threshold=float(data["series"]["threshold"]),
+                grid_mm=float(data["series"].get("grid_mm", 0.0)),
+                window_mm=float(data["series"].get("window_mm", 0.0)),
             ) if "series" in data else None,
         )
 

@@ -6,16 +6,19 @@ Plain functions over plain types; the CLI, the inference function and the evalua
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from pancscan.errors import ScanRejected
-from pancscan.model import RawOutput, SliceModel, platt
+from pancscan.model import RawOutput, SeriesRule, SliceModel, platt
 from pancscan.ood import check_image, check_pancreas, slice_features
 from pancscan.scan_input import ScanInput, read_scan
+from pancscan.series import ASSUMED_SPACING_MM, strongest_stretch
 
 LABELS = ("no_cancer_detected", "cancer_detected")
-# Series rules: slice logits (of slices that passed the checks) -> one scan logit.
+# Series rules of models before 0.3: slice logits (of slices that passed the checks) -> one scan logit.
+# Newer models use the strongest stretch over millimetres (pancscan.series).
 SERIES_RULES = {
     "max": lambda logits: float(np.max(logits)),
     "top2_mean": lambda logits: float(np.mean(np.sort(logits)[-2:])),
@@ -34,7 +37,7 @@ class ScanResult:
     heatmap: np.ndarray | None = None  # 64x64 lesion probability over ``image``
     image: np.ndarray | None = None  # the model input the heatmap belongs to (for a series: the most suspicious slice)
     reason: ScanRejected | None = None
-    series: dict | None = None  # slices, scored_slices, most_suspicious_slice, slice_probabilities
+    series: dict | None = None  # slices, sampled and scored, most suspicious slice, strongest stretch, per-slice probabilities, positions
     technical: dict | None = None  # allow-listed technical attributes only
 
     def as_dict(self) -> dict:
@@ -90,39 +93,52 @@ def predict_model_input(image: np.ndarray, model: SliceModel, *, is_colour: bool
                      heatmap=raw.heatmap, image=image, technical=technical)
 
 
-def predict_series(images: list[np.ndarray], model: SliceModel, technical: dict | None = None) -> ScanResult:
-    """Every slice scored; slices that fail the checks (outside the abdomen, no pancreas) are left
-    out of the scan-level rule and have no probability in the per-slice list."""
-    raws: list[RawOutput | None] = []
-    for image in images:
+def predict_series(images: list[np.ndarray], model: SliceModel, technical: dict | None = None,
+                   positions_mm: Sequence[float] | None = None, sampled: Sequence[int] | None = None) -> ScanResult:
+    """A series from its sampled slices (``images``, at ``sampled`` among all slices, whose positions
+    along the axis are ``positions_mm``; default: every slice, ASSUMED_SPACING_MM apart). Slices that
+    fail the checks (outside the abdomen, no pancreas) are left out of the scan rule and have no
+    probability in the per-slice list, nor have the slices between the sampled ones."""
+    sampled = list(range(len(images))) if sampled is None else list(sampled)
+    positions = np.arange(len(images)) * ASSUMED_SPACING_MM if positions_mm is None else np.asarray(positions_mm, np.float64)
+    raws: dict[int, RawOutput] = {}
+    for index, image in zip(sampled, images):
         try:
-            raws.append(check_and_run(image, model))
+            raws[index] = check_and_run(image, model)
         except ScanRejected:
-            raws.append(None)
-    scored = [i for i, raw in enumerate(raws) if raw is not None]
-    if not scored:
+            pass
+    if not raws:
         return rejected(ScanRejected("not_abdominal_ct", "No slice of this series looks like abdominal CT showing the pancreas."),
                         model, technical)
-    logits = np.array([raws[i].score_logit for i in scored])
-    top = scored[int(np.argmax(logits))]
     rule = model.metadata.series
     if rule is None:  # a model exported before series rules: its slice calibration on the top slice
-        probability, threshold = model.probability(float(logits.max())), model.metadata.threshold
+        rule = SeriesRule("max", model.metadata.platt_a, model.metadata.platt_b, model.metadata.threshold)
+    logits = np.array([raws[i].score_logit if i in raws else np.nan for i in sampled])
+    if rule.rule in SERIES_RULES:  # rules over the logits alone, of models before 0.3
+        scan_logit, stretch = SERIES_RULES[rule.rule](logits[np.isfinite(logits)]), np.isfinite(logits)
     else:
-        probability = float(platt(SERIES_RULES[rule.rule](logits), rule.platt_a, rule.platt_b))
-        threshold = rule.threshold
+        scan_logit, stretch = strongest_stretch(positions[sampled], logits, rule.window_mm)
+    in_stretch = [index for index, inside in zip(sampled, stretch) if inside]
+    top = max(in_stretch, key=lambda i: raws[i].score_logit)  # the most suspicious slice of the stretch
     summary = {
-        "slices": len(images),
-        "scored_slices": len(scored),
+        "slices": len(positions),
+        "sampled_slices": len(sampled),
+        "scored_slices": len(raws),
         "most_suspicious_slice": top,  # index in inferior-to-superior order, from 0
-        "slice_probabilities": [None if raw is None else round(model.probability(raw.score_logit), 4) for raw in raws],
+        "strongest_stretch": [in_stretch[0], in_stretch[-1]],
+        "slice_probabilities": [round(model.probability(raws[i].score_logit), 4) if i in raws else None for i in range(len(positions))],
+        "positions_mm": [round(float(z - positions[0]), 2) for z in positions],
+        "grid_mm": rule.grid_mm,
+        "window_mm": rule.window_mm,
     }
-    return _labelled(probability, threshold, model, heatmap=raws[top].heatmap, image=images[top], series=summary, technical=technical)
+    probability = float(platt(scan_logit, rule.platt_a, rule.platt_b))
+    return _labelled(probability, rule.threshold, model, heatmap=raws[top].heatmap, image=images[sampled.index(top)],
+                     series=summary, technical=technical)
 
 
 def predict_scan(scan: ScanInput, model: SliceModel) -> ScanResult:
     if scan.is_series:
-        return predict_series(scan.images, model, scan.technical)
+        return predict_series(scan.images, model, scan.technical, scan.positions_mm, scan.sampled)
     return predict_model_input(scan.images[0], model, is_colour=scan.is_colour, technical=scan.technical)
 
 
@@ -130,7 +146,8 @@ def predict_bytes(data: bytes, model: SliceModel) -> ScanResult:
     """Any supported file's bytes to a result; bad input is a rejected result, never an exception."""
     meta = model.metadata
     try:
-        scan = read_scan(data, (meta.window_center_hu, meta.window_width_hu), meta.input_size)
+        scan = read_scan(data, (meta.window_center_hu, meta.window_width_hu), meta.input_size,
+                         meta.series.grid_mm if meta.series else 0.0)
     except ScanRejected as reason:
         return rejected(reason, model)
     return predict_scan(scan, model)

@@ -13,11 +13,12 @@ from typing import Callable
 import numpy as np
 
 from pancscan.archive import zip_members
-from pancscan.dicom import (DicomSlice, dicom_slice, has_image, is_dicom, parse_dicom, require_axial_ct,
+from pancscan.dicom import (DicomSlice, dicom_image, dicom_slice, has_image, is_dicom, parse_dicom, require_axial_ct,
                             require_ct_without_image)
 from pancscan.errors import ScanRejected
 from pancscan.imaging import decode_image, hu_to_display, to_model_input
 from pancscan.nifti import GZIP_MAGIC, is_nifti, read_nifti
+from pancscan.series import ASSUMED_SPACING_MM, sample_on_grid
 
 ZIP_MAGIC = b"PK\x03\x04"
 MAX_SERIES_SLICES = 1000
@@ -25,12 +26,16 @@ MAX_SERIES_SLICES = 1000
 
 @dataclass(frozen=True)
 class ScanInput:
-    """Model inputs (each size x size, 0..1) in order, and the technical facts a result may show."""
+    """Model inputs (each size x size, 0..1) and the technical facts a result may show. A series
+    has ``positions_mm`` for every slice (inferior to superior, from the first); ``images`` are the
+    slices sampled on the scan rule's grid, ``sampled`` their indices among all slices."""
 
     images: list[np.ndarray]
     is_series: bool
     is_colour: bool = False
     technical: dict = field(default_factory=dict)  # allow-list only: format, modality, slices, spacing
+    positions_mm: tuple[float, ...] = (0.0,)
+    sampled: tuple[int, ...] = (0,)
 
 
 def detect_format(data: bytes) -> str | None:
@@ -50,8 +55,9 @@ def detect_format(data: bytes) -> str | None:
     return None
 
 
-def read_scan(data: bytes, window: tuple[float, float], size: int) -> ScanInput:
-    """Raises ScanRejected with a reason code for anything that cannot be scored."""
+def read_scan(data: bytes, window: tuple[float, float], size: int, grid_mm: float = 0.0) -> ScanInput:
+    """Raises ScanRejected with a reason code for anything that cannot be scored. A series is
+    decoded only at the slices nearest to points ``grid_mm`` apart (0: every slice)."""
     center, width = window
 
     def to_input(hu: np.ndarray) -> np.ndarray:
@@ -69,23 +75,27 @@ def read_scan(data: bytes, window: tuple[float, float], size: int) -> ScanInput:
         require_axial_ct(item.modality, item.axial)
         return ScanInput([item.image], False, technical=_dicom_technical("dicom", [item]))
     if kind == "zip":
-        return _dicom_series(data, to_input)
+        return _dicom_series(data, to_input, grid_mm)
     if kind in ("nifti", "nifti_gz"):
         volume = read_nifti(data)
         if len(volume) > MAX_SERIES_SLICES:
             raise ScanRejected("too_large", f"The volume has {len(volume)} slices; the limit is {MAX_SERIES_SLICES}.")
-        images = [to_input(volume.slice_hu(z)) for z in range(len(volume))]
-        technical = {"format": "nifti", "modality": "CT", "slices": len(images),
+        spacing = volume.slice_thickness_mm if volume.slice_thickness_mm > 0 else ASSUMED_SPACING_MM
+        positions = tuple(k * spacing for k in range(len(volume)))
+        sampled = tuple(sample_on_grid(positions, grid_mm))
+        technical = {"format": "nifti", "modality": "CT", "slices": len(volume),
                      "slice_thickness_mm": round(volume.slice_thickness_mm, 3),
                      "pixel_spacing_mm": [round(x, 4) for x in volume.pixel_spacing_mm]}
-        return ScanInput(images, True, technical=technical)
+        return ScanInput([to_input(volume.slice_hu(z)) for z in sampled], True, technical=technical,
+                         positions_mm=positions, sampled=sampled)
     raise ScanRejected("unreadable_file", "Not a PNG, JPEG, DICOM, zip (DICOM series) or NIfTI file.")
 
 
-def _dicom_series(data: bytes, to_input: Callable[[np.ndarray], np.ndarray]) -> ScanInput:
-    """One DICOM series from a zip: every DICOM member read, grouped by series, sorted by position
-    along the slice normal (file names and order mean nothing)."""
-    series: dict[str, list[DicomSlice]] = defaultdict(list)
+def _dicom_series(data: bytes, to_input: Callable[[np.ndarray], np.ndarray], grid_mm: float) -> ScanInput:
+    """One DICOM series from a zip: every DICOM member's header read, grouped by series, sorted by
+    position along the slice normal (file names and order mean nothing); pixels decoded only for
+    the slices sampled on the grid."""
+    series: dict[str, list[tuple[DicomSlice, object]]] = defaultdict(list)
     count = 0
     for _, content in zip_members(data):
         if not is_dicom(content):
@@ -95,23 +105,37 @@ def _dicom_series(data: bytes, to_input: Callable[[np.ndarray], np.ndarray]) -> 
             raise ScanRejected("too_large", f"The zip holds over {MAX_SERIES_SLICES} DICOM slices.")
         ds = parse_dicom(content)
         if has_image(ds):  # reports and presentation states travel with exported images
-            item = dicom_slice(ds, to_input)
-            series[item.series_uid].append(item)
+            item = dicom_slice(ds, None)
+            series[item.series_uid].append((item, ds))
     if not series:
         raise ScanRejected("empty_series", "The zip holds no DICOM image.")
     if len(series) > 1:
+        groups = sorted(series.values(), key=lambda members: members[0][0].series_number or 0)
         names = "; ".join(
-            f"series {items[0].series_number if items[0].series_number is not None else '?'} "
-            f"({items[0].modality or 'no modality'}, {len(items)} files)"
-            for items in sorted(series.values(), key=lambda items: items[0].series_number or 0)
+            f"series {members[0][0].series_number if members[0][0].series_number is not None else '?'} "
+            f"({members[0][0].modality or 'no modality'}, {len(members)} files)"
+            for members in groups
         )
         raise ScanRejected("too_many_series", f"The zip holds {len(series)} series: {names}. Send one series per upload.")
-    (items,) = series.values()
+    (members,) = series.values()
+    members.sort(key=lambda member: member[0].position)
+    items = [item for item, _ in members]
     require_axial_ct(items[0].modality, all(i.axial for i in items))
     if any(i.modality != "CT" for i in items):
         raise ScanRejected("unsupported_modality", "The series mixes CT with other modalities; PancScan reads CT only.")
-    items.sort(key=lambda i: i.position)
-    return ScanInput([i.image for i in items], True, technical=_dicom_technical("dicom_series", items))
+    positions = _positions_mm(items)
+    sampled = tuple(sample_on_grid(positions, grid_mm))
+    return ScanInput([dicom_image(members[k][1], to_input) for k in sampled], True,
+                     technical=_dicom_technical("dicom_series", items), positions_mm=positions, sampled=sampled)
+
+
+def _positions_mm(items: list[DicomSlice]) -> tuple[float, ...]:
+    """Each slice's distance from the first along the axis; without positions in the files, the
+    slice thickness (or a typical spacing) apart."""
+    if all(i.position_known for i in items):
+        return tuple(i.position - items[0].position for i in items)
+    spacing = items[0].slice_thickness_mm or ASSUMED_SPACING_MM
+    return tuple(k * spacing for k in range(len(items)))
 
 
 def _dicom_technical(kind: str, items: list[DicomSlice]) -> dict:
