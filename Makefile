@@ -13,7 +13,7 @@ TOOLS ?= .tools
 SAM_CLI ?= .sam-cli
 STACK ?= pancscan-dev
 
-.PHONY: install run test test-unit mutate chromium build-inference tools sam-cli deploy hospital-client audit predict evaluate figure-drift train bench bench-pipeline load fuzz clean
+.PHONY: install run test test-unit mutate chromium build-inference tools sam-cli deploy hospital-client audit predict evaluate figure-drift train bench bench-series bench-pipeline load fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -104,6 +104,10 @@ train: install
 
 bench: install
 	$(PY) bench/bench_model.py --data $(DATA)
+
+# A 300- and a 600-slice DICOM series through `pancscan predict`: stages, peak memory, ratios to model 0.2.0.
+bench-series: install
+	$(PY) bench/bench_series.py --data $(DATA)
 
 bench-pipeline: install
 	$(PY) bench/bench_pipeline.py --data $(DATA)

@@ -63,7 +63,7 @@ print(json.dumps({
 
 
 def measure(mode: str, n: int, images_path: Path) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1", PANCSCAN_THREADS="1")  # one core, one thread
     done = subprocess.run(_pinned([sys.executable, "-c", CHILD, mode, str(n), str(images_path)]), capture_output=True,
                           text=True, env=env, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -87,7 +87,7 @@ def process_seconds_and_peak_mb(command: list[str]) -> tuple[float, float]:
     import re
     import time
 
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1", PANCSCAN_THREADS="1")
     started = time.perf_counter()
     done = subprocess.run(_pinned(command), capture_output=True, text=True, env=env, check=True)
     seconds = time.perf_counter() - started

@@ -5,7 +5,8 @@ exported model as the runtime runs it:
   training slices of both hospitals;
 - slice calibration: Platt scaling with both classes weighted equally (a 50% prevalence), and the
   threshold at 95% specificity on the validation patients' normal slices;
-- the scan-level rule: each validation case's (or patient's) slices as one series.
+- the scan-level rule: the validation cases and patients rebuilt as series at realistic spacings
+  and lengths (pancscan_model.realistic_series).
 """
 
 from __future__ import annotations
@@ -15,65 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from pancscan.errors import ScanRejected
 from pancscan.imaging import to_model_input
 from pancscan.model import SliceModel
 from pancscan.ood import fit_ranges, slice_features
-from pancscan.predict import SERIES_RULES, check_and_run
 from pancscan_model import metrics
 from pancscan_model.data import CTSlice
-
-MIN_GAIN = 0.01  # AUROC a series rule must gain over "max" on validation to replace it
-# Rules a scan may use. Not "mean": the validation series hold tumour slices only (MSD has no tumour-free
-# slices of its patients), where a mean looks best, but a whole scan has many slices beside a tumour
-# seen on a few, and their mean hides it.
-CANDIDATE_RULES = ("max", "top2_mean")
-
-
-def series_logits(series: list[list[np.ndarray]], model: SliceModel) -> list[np.ndarray]:
-    """Slice logits of each series; NaN where a slice fails the checks (left out, as the runtime does)."""
-    out = []
-    for images in series:
-        logits = []
-        for image in images:
-            try:
-                logits.append(check_and_run(image, model).score_logit)
-            except ScanRejected:
-                logits.append(np.nan)
-        out.append(np.array(logits))
-    return out
-
-
-def aggregate(rule: str, series: list[np.ndarray]) -> np.ndarray:
-    """The rule over each series' slices that passed the checks (-inf where none did)."""
-    return np.array([SERIES_RULES[rule](s[np.isfinite(s)]) if np.isfinite(s).any() else -np.inf for s in series])
-
 
 def by_case(slices: list[CTSlice]) -> list[list[CTSlice]]:
     cases: dict[str, list[CTSlice]] = {}
     for item in slices:
         cases.setdefault(item.patient, []).append(item)
     return list(cases.values())
-
-
-def fit_series_rule(logits: list[np.ndarray], labels: np.ndarray, specificity: float, log=print) -> dict:
-    aurocs = {rule: metrics.auroc(labels, aggregate(rule, logits)) for rule in CANDIDATE_RULES}
-    # "max" (the most suspicious slice decides) unless another rule is clearly better on validation
-    best = max(aurocs, key=lambda rule: aurocs[rule] - (0.0 if rule == "max" else MIN_GAIN))
-    scores = aggregate(best, logits)
-    finite = np.isfinite(scores)
-    a, b = metrics.fit_platt(scores[finite], labels[finite], weights=metrics.balanced_weights(labels[finite]))
-    threshold = metrics.threshold_at_specificity(labels[finite], metrics.calibrate(scores[finite], a, b), specificity)
-    log(f"series rule: {best} (validation AUROC " + ", ".join(f"{r} {v:.3f}" for r, v in aurocs.items()) + f"); threshold {threshold:.3f}")
-    return {
-        "rule": best,
-        "calibration": {"method": "platt", "a": a, "b": b},
-        "threshold": threshold,
-        "operating_point": f"{specificity:.0%} specificity on validation patients' series",
-        "fitted_on": f"validation: {int(labels.sum())} MSD cases (real tumours; their tumour slices as a series) and "
-                     f"{int((labels == 0).sum())} NIH patients (their slices as a series)",
-        "validation_auroc": {rule: round(value, 4) for rule, value in aurocs.items()},
-    }
 
 
 def calibrate_on_validation(model_path: Path, val: tuple[list[CTSlice], list[CTSlice]], train_inputs: list[np.ndarray],
@@ -111,11 +64,11 @@ def calibrate_on_validation(model_path: Path, val: tuple[list[CTSlice], list[CTS
 
 
 def fit_series_on_validation(model: SliceModel, val_msd: list[CTSlice], val_nih: list[CTSlice], specificity: float, log=print) -> dict:
-    """The scan-level rule from each validation case's (MSD) or patient's (NIH) slices as one series."""
-    cases = by_case(val_msd) + by_case(val_nih)
-    series = [[to_model_input(s.image) for s in case] for case in cases]
-    labels = np.array([1] * len(by_case(val_msd)) + [0] * len(by_case(val_nih)))
-    return fit_series_rule(series_logits(series, model), labels, specificity, log)
+    """The scan-level rule from the validation cases (MSD) and patients (NIH) rebuilt as series at
+    realistic spacings and lengths (pancscan_model.realistic_series)."""
+    from pancscan_model.realistic_series import configurations, fit_series_rule
+
+    return fit_series_rule(configurations(val_msd, val_nih, model), specificity, log)
 
 
 def refit_series_rule(nih_dir, msd_dir, model_path=None, log=print) -> dict:

@@ -9,7 +9,8 @@ With the MSD tumour slices (``msd_dir``), on the model's TEST cases and patients
 - localisation: how often the heatmap's maximum lies on the tumour (its mask grown by 5 mm), among
   detected tumour slices, and how often it still lands there once the tumour is erased;
 - scan level: each test case's slices as a DICOM series (HU rebuilt from the slices), against each
-  normal test patient's series, through the series rule;
+  normal test patient's series, through the series rule; and the rule at realistic spacings and
+  lengths (10-300 slices), the series rebuilt as pancscan_model.realistic_series says;
 - out of distribution: real slices wrongly rejected, and made-up non-CT images rejected;
 - examples.png: detected and missed test tumours and the highest-scoring normal slices, with heatmaps;
 - simulated lesions in the normal test patients (reported apart: they are not real tumours);
@@ -32,8 +33,9 @@ from scipy import ndimage
 
 from pancscan import model as runtime_model
 from pancscan.imaging import to_model_input
+from pancscan.model import platt
 from pancscan.predict import predict_bytes, predict_model_input
-from pancscan_model import metrics
+from pancscan_model import metrics, realistic_series
 from pancscan_model.calibration import by_case
 from pancscan_model.data import load_class_folders, load_msd_slices, load_msd_task07, load_nih_slices
 from pancscan_model.dicom_series import hu_from_slice, series_zip
@@ -228,11 +230,31 @@ def evaluate_real(nih_dir: Path, msd_dir: Path, model, metadata: dict, log, out_
         report["series"] = summarise(sets["series"], model.metadata.series.threshold) | {
             "rule": model.metadata.series.rule, "threshold": model.metadata.series.threshold,
             "note": "each test case's tumour slices (MSD) or test patient's slices (NIH) as one DICOM series, HU rebuilt from the slices"}
+        report["series_lengths"], length_rows = _series_lengths(msd, nih, model)
+        rows += length_rows
 
     _gallery(msd, tumour, nih, normal, threshold, MARGIN_PX, out_dir)
     report["out_of_distribution"] = _out_of_distribution([s.image for s in msd + nih], model)
     report["simulated_lesions_nih_test"], simulated_rows = _simulated(nih, model, threshold)
     return report, sets, rows + simulated_rows
+
+
+def _series_lengths(msd, nih, model) -> tuple[dict, list[dict]]:
+    """The series rule at realistic spacings and lengths (pancscan_model.realistic_series): each test
+    case and patient rebuilt at 0.8-5 mm, and among the other test patients to 10-300 slices."""
+    configs = realistic_series.configurations(msd, nih, model)
+    rule, out, rows = model.metadata.series, {"note": realistic_series.__doc__.split("\n\n")[1].replace("\n", " ")}, []
+    for name in configs.by_name:
+        labels, scores, groups = realistic_series.scores(configs, name, rule)
+        probs = np.asarray(platt(scores, rule.platt_a, rule.platt_b))
+        y = labels == 1
+        out[name] = {"cases": int(len(labels)), "positives": int(y.sum()),
+                     "median_slices": int(np.median([len(s.index) for s in configs.by_name[name]])),
+                     "auroc": _interval(lambda i: metrics.auroc(labels[i], probs[i]), groups),
+                     "sensitivity": _interval(lambda i: float(np.mean(probs[i][y[i]] >= rule.threshold)), groups),
+                     "specificity": _interval(lambda i: float(np.mean(probs[i][~y[i]] < rule.threshold)), groups)}
+        rows += score_rows("series_length", groups, [name] * len(labels), labels, probs, np.zeros(len(labels)))
+    return out, rows
 
 
 def _gallery(msd, tumour, nih, normal, threshold: float, margin_px: int, out_dir: Path, per_row: int = 6) -> None:
@@ -354,6 +376,12 @@ def table(report: dict) -> list[str]:
         lines.append(f"localisation ({loc['definition']}):")
         for key in ("detected_tumour_slices", "all_tumour_slices", "after_erasing"):
             lines.append(f"    {key.replace('_', ' '):24s} (n={loc[key]['n']:3d}) {_fmt(loc[key])}")
+    if "series_lengths" in report:
+        lines.append(f"series at realistic spacing and length (series threshold {report['series']['threshold']:.3f}):")
+        for name, r in report["series_lengths"].items():
+            if name != "note":
+                lines.append(f"    {name:36s} (median {r['median_slices']:3d} slices) AUROC {_fmt(r['auroc'])}, "
+                             f"sensitivity {_fmt(r['sensitivity'])}, specificity {_fmt(r['specificity'])}")
     if "out_of_distribution" in report:
         o = report["out_of_distribution"]
         lines.append(f"out-of-distribution: real slices wrongly rejected {o['real_slices_wrongly_rejected']:.1%} "

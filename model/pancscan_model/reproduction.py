@@ -98,11 +98,12 @@ def decision_margins(rows: list[dict], threshold: float, series_threshold: float
     """How close the scores come to each decision a figure counts: the threshold (the series' for
     series), a reliability bin's edge, a twin. A pair of scores can move by twice SCORE_TOLERANCE."""
     p = {kind: np.array([r["probability"] for r in rows if r["kind"] == kind])
-         for kind in ("tumour", "erased", "normal", "series", "simulated")}
+         for kind in ("tumour", "erased", "normal", "series", "series_length", "simulated")}
     binned = np.concatenate([p["tumour"], p["erased"], p["normal"], p["series"]])
     return {"slice probability to the threshold":
             float(np.abs(np.concatenate([p["tumour"], p["erased"], p["normal"], p["simulated"]]) - threshold).min()),
-            "series probability to the series threshold": float(np.abs(p["series"] - series_threshold).min()),
+            "series probability to the series threshold":
+            float(np.abs(np.concatenate([p["series"], p["series_length"]]) - series_threshold).min()),
             "probability to a reliability bin edge": float(np.abs(binned[:, None] - BIN_EDGES).min()),
             "simulated lesion to its lesion-free twin": float(np.abs(p["simulated"][1::2] - p["simulated"][0::2]).min()),
             "tumour slice to its erased twin": float(np.abs(p["tumour"] - p["erased"]).min())}

@@ -19,12 +19,14 @@ import tensorflow as tf
 from pancscan.imaging import MODEL_SIZE, WINDOW_CENTER_HU, WINDOW_WIDTH_HU, to_model_input
 from pancscan_model.calibration import calibrate_on_validation
 from pancscan_model.crops import BatchMix, batches, prepare
-from pancscan_model.data import data_hash, load_msd_slices, load_nih_slices, make_splits
+from pancscan_model.data import Splits, data_hash, load_msd_slices, load_nih_slices, make_splits
 from pancscan_model.export import export_model
 from pancscan_model.network import build_backbone, build_inference_model
 
 
 HARD_CELLS = 8  # map cells per crop that count as its false alarms
+# 0.2.1: the weights of 0.2.0 with the series rule over millimetres
+MODEL_VERSION = "0.2.1"
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,34 @@ def fit(backbone: tf.keras.Model, data, config: TrainConfig, log=print) -> list[
     return history
 
 
+def export_and_calibrate(backbone, out_dir: Path, metadata: dict, splits, msd, nih, log=print) -> dict:
+    """Export ``backbone`` to ``out_dir`` and fit what is fitted on validation (calibration,
+    threshold, OOD limits, series rule) through the exported model; writes pancscan.json."""
+    export_model(build_inference_model(backbone, batch_size=1), out_dir / "pancscan.tflite")
+    train_msd, train_nih = splits.slices("train", msd, nih)
+    train_inputs = [to_model_input(s.image) for s in train_msd + train_nih]
+    specificity = metadata["training"]["config"]["specificity"]
+    metadata |= calibrate_on_validation(out_dir / "pancscan.tflite", splits.slices("val", msd, nih), train_inputs, metadata,
+                                        specificity, log)
+    (out_dir / "pancscan.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata
+
+
+def reexport(model_dir: str | Path, nih_dir: str | Path, msd_dir: str | Path, log=print) -> dict:
+    """`pancscan export`: a trained model's weights (pancscan.weights.h5 beside its pancscan.json)
+    exported and calibrated again in place, as this version of `pancscan train` would; its split and
+    training record are kept, its version becomes this one's."""
+    model_dir = Path(model_dir)
+    old = json.loads((model_dir / "pancscan.json").read_text())
+    backbone = build_backbone(size=None)
+    backbone.load_weights(model_dir / "pancscan.weights.h5")
+    msd, nih = load_msd_slices(msd_dir), load_nih_slices(nih_dir)
+    splits = Splits(old["split"]["msd"], old["split"]["nih"])
+    keep = ("name", "input", "window", "outputs", "split", "training", "research_use_only")
+    metadata = {key: old[key] for key in keep} | {"version": MODEL_VERSION + "+" + old["version"].split("+", 1)[1]}
+    return export_and_calibrate(backbone, model_dir, metadata, splits, msd, nih, log)
+
+
 def train(nih_dir: str | Path, msd_dir: str | Path, out_dir: str | Path, config: TrainConfig = TrainConfig(), log=print) -> dict:
     """Train, calibrate, export. Returns the metadata written beside the model."""
     started = time.monotonic()
@@ -146,14 +176,10 @@ def train(nih_dir: str | Path, msd_dir: str | Path, out_dir: str | Path, config:
 
     backbone = build_backbone(size=None)
     history = fit(backbone, data, config, log)
-    training_seconds = time.monotonic() - started
-    backbone.save_weights(out_dir / "pancscan.weights.h5")
-    export_model(build_inference_model(backbone, batch_size=1), out_dir / "pancscan.tflite")
-
     metadata = {
         "name": "pancscan-slice",
         # the configuration's hash tells models trained with different settings apart
-        "version": "0.2.0+" + hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:8],
+        "version": f"{MODEL_VERSION}+" + hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:8],
         "input": {"size": [MODEL_SIZE, MODEL_SIZE], "channels": 1, "range": [0.0, 1.0],
                   "convention": "grey = Hounsfield units clipped to 0..255, scaled to 0..1",
                   "orientation": "radiological; both vertical orientations trained"},
@@ -161,14 +187,12 @@ def train(nih_dir: str | Path, msd_dir: str | Path, out_dir: str | Path, config:
         "outputs": {"score_logit": "max of the tumour map (logit)", "heatmap": "64x64 tumour probability map",
                     "pancreas_max": "max pancreas probability"},
         "split": splits.as_json(),
-        "training": {"config": asdict(config), "seconds": round(training_seconds, 1),
+        "training": {"config": asdict(config), "seconds": round(time.monotonic() - started, 1),
                      "data_sha256": data_hash(nih_dir, msd_dir)},
         "research_use_only": True,
     }
-    train_inputs = [to_model_input(s.image) for s in train_msd + train_nih]
-    metadata |= calibrate_on_validation(out_dir / "pancscan.tflite", splits.slices("val", msd, nih), train_inputs, metadata,
-                                        config.specificity, log)
-    (out_dir / "pancscan.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    backbone.save_weights(out_dir / "pancscan.weights.h5")
+    metadata = export_and_calibrate(backbone, out_dir, metadata, splits, msd, nih, log)
     (out_dir / "history.json").write_text(json.dumps(history) + "\n")
     log(f"done in {time.monotonic() - started:.0f} s")
     return metadata

@@ -36,7 +36,9 @@ ROWS = {
     "tumours at least 20 HU": ["by_tumour_contrast/visible/sensitivity", "by_tumour_contrast/visible/tumour_outscores_its_erased_twin"],
     "tumours within 20 HU": ["by_tumour_contrast/iso_attenuating/sensitivity",
                              "by_tumour_contrast/iso_attenuating/tumour_outscores_its_erased_twin"],
-    "`max` (shipped)": ["series/auroc", "series/sensitivity", "series/specificity", "series/ece"],
+    "`strongest_stretch` (shipped)": ["series/auroc", "series/sensitivity", "series/specificity", "series/ece"],
+    **{name: [f"series_lengths/{name}/auroc", f"series_lengths/{name}/sensitivity", f"series_lengths/{name}/specificity"]
+       for name in ("0.8 mm", "1.5 mm", "3 mm", "5 mm", "300 slices among normal slices", "300 slices among pancreas erased")},
 }
 
 
@@ -68,7 +70,7 @@ def test_each_figure_of_the_card_is_the_reports(first_cell):
 def test_the_cards_thresholds_and_counts_are_the_reports():
     report = json.loads(REPORT.read_text())
     assert f"threshold ({report['threshold']:.3f})" in card_row("sensitivity at the threshold")
-    assert f"threshold {report['series']['threshold']:.3f}" in card_row("`max` (shipped)")
+    assert f"threshold {report['series']['threshold']:.3f}" in card_row("`strongest_stretch` (shipped)")
     for band in ("<200 px", "200-800 px", ">=800 px"):
         n = at(report, f"real_tumour_vs_normal/sensitivity_by_area/{band}")["n"]
         assert f"(n={n}" in card_row(f"sensitivity, tumour {band.replace('<', '< ').replace('>=', '>= ')}")
@@ -134,9 +136,9 @@ def test_no_committed_score_lies_closer_to_a_decision_than_machines_differ():
                    "probability to a reliability bin edge"):
         assert margins[single] > SCORE_TOLERANCE, (single, margins[single])
     assert margins["simulated lesion to its lesion-free twin"] > 2 * SCORE_TOLERANCE  # both of a pair move
-    # the one exception, which TWIN_TOLERANCE is sized for: a single tumour slice as close as this to its twin
+    # the one exception TWIN_TOLERANCE is sized for: at most one tumour slice this close to its erased twin
     tumour, erased = ([r["probability"] for r in rows if r["kind"] == kind] for kind in ("tumour", "erased"))
-    assert sum(abs(a - b) <= 2 * SCORE_TOLERANCE for a, b in zip(tumour, erased)) == 1
+    assert sum(abs(a - b) <= 2 * SCORE_TOLERANCE for a, b in zip(tumour, erased)) <= 1
 
 
 def test_scores_moved_as_far_as_machines_differ_keep_every_figure_within_its_tolerance():
@@ -148,8 +150,8 @@ def test_scores_moved_as_far_as_machines_differ_keep_every_figure_within_its_tol
         fresh, committed = recomputed(drifted)
         assert figure_differences(fresh, committed) == [], seed
         moved |= {path for (path, a), (_, b) in zip(leaves(fresh), leaves(committed)) if a != b}
-    # not vacuous: the near-tied twin pair went the other way in some draws, and near-tied pairs swapped
-    assert {"real_tumour_vs_erased/tumour_outscores_its_erased_twin/value", "real_tumour_vs_erased/auroc/value"} <= moved
+    # not vacuous: figures did move (the calibration errors with every probability), within their tolerances
+    assert {"real_tumour_vs_normal/ece/value", "real_tumour_vs_erased/ece/value"} <= moved
 
 
 @pytest.mark.parametrize("kind, figure", [("tumour", "real_tumour_vs_normal/sensitivity/value"),

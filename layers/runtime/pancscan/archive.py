@@ -36,8 +36,9 @@ def _unsafe_name(name: str) -> bool:
     return not name or name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":")
 
 
-def zip_members(data: bytes) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of each regular file in the zip. Raises ScanRejected for anything unsafe."""
+def zip_entries(data: bytes) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
+    """The zip and its regular files (less what exporters add: macOS folders, DICOMDIR...), every
+    limit checked from the central directory first. Raises ScanRejected for anything unsafe."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = [i for i in archive.infolist() if not i.filename.endswith("/")]  # (is_dir() fails on an empty name)
@@ -58,14 +59,22 @@ def zip_members(data: bytes) -> Iterator[tuple[str, bytes]]:
         total += info.file_size
     if total > MAX_TOTAL_BYTES:
         raise ScanRejected("too_large", f"The zip expands to over {MAX_TOTAL_BYTES // 2**20} MB.")
+    return archive, [info for info in infos if not any(part in info.filename for part in IGNORED)]
+
+
+def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, first: int = -1) -> bytes:
+    """The member's bytes (only its ``first`` bytes when given: a DICOM header without its pixels)."""
+    try:
+        with archive.open(info) as member:
+            # zipfile stops at the declared size and then checks the CRC: a file larger than it
+            # declares is never read past that size, and fails here
+            return member.read(first)
+    except Exception as exc:  # BadZipFile, zlib.error, struct.error, NotImplementedError (encrypted)...
+        raise ScanRejected("unreadable_file", "A file in the zip could not be extracted (damaged or encrypted).") from exc
+
+
+def zip_members(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of each regular file in the zip. Raises ScanRejected for anything unsafe."""
+    archive, infos = zip_entries(data)
     for info in infos:
-        if any(part in info.filename for part in IGNORED):
-            continue
-        try:
-            with archive.open(info) as member:
-                # zipfile stops at the declared size and then checks the CRC: a file larger than it
-                # declares is never read past that size, and fails here
-                content = member.read()
-        except Exception as exc:  # BadZipFile, zlib.error, struct.error, NotImplementedError (encrypted)...
-            raise ScanRejected("unreadable_file", "A file in the zip could not be extracted (damaged or encrypted).") from exc
-        yield info.filename, content
+        yield info.filename, read_member(archive, info)

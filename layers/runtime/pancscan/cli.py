@@ -81,6 +81,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from pancscan_model.train import reexport
+
+    reexport(args.model_dir, args.data, args.msd, log=lambda line: print(line, flush=True))
+    return 0
+
+
 def _fit_series(args: argparse.Namespace) -> int:
     from pancscan_model.calibration import refit_series_rule
 
@@ -156,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="a .tflite with its .json beside it (default: the shipped model)")
     evaluate.add_argument("--out", default="evaluation", help="folder for report.json and the plots")
     evaluate.set_defaults(run=_evaluate)
+
+    export = commands.add_parser("export", help="export a trained model's weights again and calibrate it on its validation cases")
+    export.add_argument("model_dir", help="folder with pancscan.weights.h5 and pancscan.json (rewritten with pancscan.tflite)")
+    export.add_argument("--data", required=True, help="NIH slices (images/, masks/)")
+    export.add_argument("--msd", required=True, help=msd_help)
+    export.set_defaults(run=_export)
 
     fit_series = commands.add_parser("fit-series", help="choose and calibrate the scan-level rule on validation cases and patients")
     fit_series.add_argument("--data", required=True, help="NIH slices (images/, masks/)")

@@ -66,6 +66,25 @@ def parse_dicom(data: bytes):
         raise ScanRejected("unreadable_file", "The DICOM file is damaged or truncated.") from exc
 
 
+PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
+
+
+def header_before_pixels(head: bytes):
+    """The dataset of a DICOM file's first bytes when they hold its whole header, up to its pixel
+    data; None when they do not (a longer header, no image, another encoding: read the whole file)."""
+    import pydicom
+
+    source = io.BytesIO(head)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(source, stop_before_pixels=True)
+    except Exception:  # cut mid-element, or damaged: the whole file decides
+        return None
+    position = source.tell()
+    return ds if head[position:position + 4] == PIXEL_DATA_TAG else None
+
+
 def dicom_slice(ds, to_input: Callable[[np.ndarray], np.ndarray] | None) -> DicomSlice:
     """Technical attributes of ``ds``, and for axial CT its pixels (to HU, then ``to_input``) when
     ``to_input`` is given: a series decodes only the slices it samples, later, with ``dicom_image``."""

@@ -32,6 +32,8 @@ class SeriesRule:
     threshold: float
     grid_mm: float = 0.0
     window_mm: float = 0.0
+    null_mean: float | None = None  # normal stretches' distribution: the strongest stretch judged against the extent
+    null_sd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class ModelMetadata:
                 threshold=float(data["series"]["threshold"]),
                 grid_mm=float(data["series"].get("grid_mm", 0.0)),
                 window_mm=float(data["series"].get("window_mm", 0.0)),
+                null_mean=data["series"]["null"]["mean"] if "null" in data["series"] else None,
+                null_sd=data["series"]["null"]["sd"] if "null" in data["series"] else None,
             ) if "series" in data else None,
         )
 
@@ -86,9 +90,9 @@ def platt(logits, a: float, b: float):
 
 
 def interpreter_threads() -> int:
-    """$PANCSCAN_THREADS, default 1: Lambda gives one vCPU per 1769 MB, so below that more threads
-    only contend; the local stack uses the machine's cores."""
-    return max(1, int(os.environ.get(THREADS_ENV, "1")))
+    """$PANCSCAN_THREADS, default this machine's cores (at most 4). The functions set it from their
+    memory: Lambda gives one vCPU per 1769 MB, and more threads than vCPUs only contend."""
+    return max(1, int(os.environ.get(THREADS_ENV, str(min(os.cpu_count() or 1, 4)))))
 
 
 def _interpreter(model_path: Path):

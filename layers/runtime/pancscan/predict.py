@@ -14,7 +14,7 @@ from pancscan.errors import ScanRejected
 from pancscan.model import RawOutput, SeriesRule, SliceModel, platt
 from pancscan.ood import check_image, check_pancreas, slice_features
 from pancscan.scan_input import ScanInput, read_scan
-from pancscan.series import ASSUMED_SPACING_MM, strongest_stretch
+from pancscan.series import ASSUMED_SPACING_MM, extent_surprise, scored_extent_mm, strongest_stretch
 
 LABELS = ("no_cancer_detected", "cancer_detected")
 # Series rules of models before 0.3: slice logits (of slices that passed the checks) -> one scan logit.
@@ -93,6 +93,19 @@ def predict_model_input(image: np.ndarray, model: SliceModel, *, is_colour: bool
                      heatmap=raw.heatmap, image=image, technical=technical)
 
 
+def series_score(rule: SeriesRule, positions_mm: np.ndarray, logits: np.ndarray) -> tuple[float, np.ndarray]:
+    """The scan score of the sampled slices (``logits``: NaN where a slice was not scored) under
+    ``rule``, and which slices gave it."""
+    scored = np.isfinite(logits)
+    if rule.rule in SERIES_RULES:  # rules over the logits alone, of models before 0.3
+        return SERIES_RULES[rule.rule](logits[scored]), scored
+    stretch_logit, stretch = strongest_stretch(positions_mm, logits, rule.window_mm)
+    if rule.null_mean is None:
+        return stretch_logit, stretch
+    extent = scored_extent_mm(positions_mm, scored)
+    return extent_surprise(stretch_logit, extent, max(rule.window_mm, rule.grid_mm), rule.null_mean, rule.null_sd), stretch
+
+
 def predict_series(images: list[np.ndarray], model: SliceModel, technical: dict | None = None,
                    positions_mm: Sequence[float] | None = None, sampled: Sequence[int] | None = None) -> ScanResult:
     """A series from its sampled slices (``images``, at ``sampled`` among all slices, whose positions
@@ -114,10 +127,7 @@ def predict_series(images: list[np.ndarray], model: SliceModel, technical: dict 
     if rule is None:  # a model exported before series rules: its slice calibration on the top slice
         rule = SeriesRule("max", model.metadata.platt_a, model.metadata.platt_b, model.metadata.threshold)
     logits = np.array([raws[i].score_logit if i in raws else np.nan for i in sampled])
-    if rule.rule in SERIES_RULES:  # rules over the logits alone, of models before 0.3
-        scan_logit, stretch = SERIES_RULES[rule.rule](logits[np.isfinite(logits)]), np.isfinite(logits)
-    else:
-        scan_logit, stretch = strongest_stretch(positions[sampled], logits, rule.window_mm)
+    scan_score, stretch = series_score(rule, positions[sampled], logits)
     in_stretch = [index for index, inside in zip(sampled, stretch) if inside]
     top = max(in_stretch, key=lambda i: raws[i].score_logit)  # the most suspicious slice of the stretch
     summary = {
@@ -131,7 +141,7 @@ def predict_series(images: list[np.ndarray], model: SliceModel, technical: dict 
         "grid_mm": rule.grid_mm,
         "window_mm": rule.window_mm,
     }
-    probability = float(platt(scan_logit, rule.platt_a, rule.platt_b))
+    probability = float(platt(scan_score, rule.platt_a, rule.platt_b))
     return _labelled(probability, rule.threshold, model, heatmap=raws[top].heatmap, image=images[sampled.index(top)],
                      series=summary, technical=technical)
 

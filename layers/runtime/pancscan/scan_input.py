@@ -7,14 +7,15 @@ zip (one DICOM series), NIfTI-1 (.nii, or gzip-compressed .nii.gz).
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from pancscan.archive import zip_members
-from pancscan.dicom import (DicomSlice, dicom_image, dicom_slice, has_image, is_dicom, parse_dicom, require_axial_ct,
-                            require_ct_without_image)
+from pancscan.archive import read_member, zip_entries
+from pancscan.dicom import (DicomSlice, dicom_image, dicom_slice, has_image, header_before_pixels, is_dicom, parse_dicom,
+                            require_axial_ct, require_ct_without_image)
 from pancscan.errors import ScanRejected
 from pancscan.imaging import decode_image, hu_to_display, to_model_input
 from pancscan.nifti import GZIP_MAGIC, is_nifti, read_nifti
@@ -22,6 +23,7 @@ from pancscan.series import ASSUMED_SPACING_MM, sample_on_grid
 
 ZIP_MAGIC = b"PK\x03\x04"
 MAX_SERIES_SLICES = 1000
+DECODE_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -91,22 +93,30 @@ def read_scan(data: bytes, window: tuple[float, float], size: int, grid_mm: floa
     raise ScanRejected("unreadable_file", "Not a PNG, JPEG, DICOM, zip (DICOM series) or NIfTI file.")
 
 
+HEADER_BYTES = 16384  # a CT slice's header before its pixels: usually under 2 KB
+
+
 def _dicom_series(data: bytes, to_input: Callable[[np.ndarray], np.ndarray], grid_mm: float) -> ScanInput:
     """One DICOM series from a zip: every DICOM member's header read, grouped by series, sorted by
-    position along the slice normal (file names and order mean nothing); pixels decoded only for
-    the slices sampled on the grid."""
+    position along the slice normal (file names and order mean nothing); only the slices sampled
+    on the grid are read whole and decoded, two at a time."""
+    archive, infos = zip_entries(data)
     series: dict[str, list[tuple[DicomSlice, object]]] = defaultdict(list)
     count = 0
-    for _, content in zip_members(data):
-        if not is_dicom(content):
+    for info in infos:
+        head = read_member(archive, info, HEADER_BYTES)
+        if not is_dicom(head):
             continue  # READMEs, viewers and other files that come with exported studies
         count += 1
         if count > MAX_SERIES_SLICES:
             raise ScanRejected("too_large", f"The zip holds over {MAX_SERIES_SLICES} DICOM slices.")
-        ds = parse_dicom(content)
-        if has_image(ds):  # reports and presentation states travel with exported images
-            item = dicom_slice(ds, None)
-            series[item.series_uid].append((item, ds))
+        ds = header_before_pixels(head)
+        if ds is None:
+            ds = parse_dicom(read_member(archive, info))
+            if not has_image(ds):  # reports and presentation states travel with exported images
+                continue
+        item = dicom_slice(ds, None)
+        series[item.series_uid].append((item, info))
     if not series:
         raise ScanRejected("empty_series", "The zip holds no DICOM image.")
     if len(series) > 1:
@@ -125,8 +135,13 @@ def _dicom_series(data: bytes, to_input: Callable[[np.ndarray], np.ndarray], gri
         raise ScanRejected("unsupported_modality", "The series mixes CT with other modalities; PancScan reads CT only.")
     positions = _positions_mm(items)
     sampled = tuple(sample_on_grid(positions, grid_mm))
-    return ScanInput([dicom_image(members[k][1], to_input) for k in sampled], True,
-                     technical=_dicom_technical("dicom_series", items), positions_mm=positions, sampled=sampled)
+
+    def decode(k: int) -> np.ndarray:  # zlib, numpy and Pillow release the GIL: two threads keep two cores busy
+        return dicom_image(parse_dicom(read_member(archive, members[k][1])), to_input)
+
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
+        images = list(pool.map(decode, sampled))
+    return ScanInput(images, True, technical=_dicom_technical("dicom_series", items), positions_mm=positions, sampled=sampled)
 
 
 def _positions_mm(items: list[DicomSlice]) -> tuple[float, ...]:
