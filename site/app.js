@@ -310,7 +310,7 @@ function showSeries(series) {
     marker.setAttribute("x1", x(k - 1));
     marker.setAttribute("x2", x(k - 1));
     const p = probabilities[k - 1];
-    $("slice-value").textContent = `Slice ${k} of ${n}: ${p === null ? "not scored (no pancreas, or outside the abdomen)" : `probability ${percent(p)}`}${k - 1 === series.most_suspicious_slice ? " (most suspicious)" : ""}.`;
+    $("slice-value").textContent = `Slice ${k} of ${n}: ${p === null ? `not scored (between the slices sampled every ${series.grid_mm} mm, or no pancreas found)` : `probability ${percent(p)}`}${k - 1 === series.most_suspicious_slice ? " (most suspicious)" : ""}.`;
   };
   slider.value = String(series.most_suspicious_slice + 1);
   slider.oninput = () => select(Number(slider.value));

@@ -108,6 +108,30 @@ def test_a_series_is_sorted_by_position_not_by_file_name_or_order():
         assert np.abs(image - expected(hu)).max() < 0.01
 
 
+def test_a_slice_whose_header_is_longer_than_the_first_bytes_read_takes_its_place_in_the_series():
+    # headers are read from each member's first 16 KB; a longer one (a large private element) is read whole
+    slices = [hu_image(30 + k) for k in range(3)]
+    files = {}
+    for k, hu in enumerate(slices):
+        ds = ct_dataset(hu, z=2.5 * k, series_uid="1.2.3.4")
+        if k == 1:
+            ds.private_block(0x0013, "LONG HEADER", create=True).add_new(0x01, "OB", b"\0" * 40_000)
+        files[f"IM{2 - k}.dcm"] = to_bytes(ds)
+    scan = read(zip_of(files))
+    assert scan.positions_mm == (0.0, 2.5, 5.0)
+    for image, hu in zip(scan.images, slices):
+        assert np.abs(image - expected(hu)).max() < 0.01
+
+
+def test_a_series_is_decoded_only_at_the_slices_sampled_on_the_grid():
+    slices = [hu_image(40 + k) for k in range(9)]  # 2.5 mm apart
+    scan = read_scan(series_zip(slices, shuffle_seed=1), WINDOW, SIZE, grid_mm=5.0)
+    assert scan.sampled == (0, 2, 4, 6, 8) and len(scan.images) == 5
+    assert scan.positions_mm == tuple(2.5 * k for k in range(9))
+    for image, k in zip(scan.images, scan.sampled):
+        assert np.abs(image - expected(slices[k])).max() < 0.01
+
+
 def test_two_series_are_refused_naming_them_without_patient_data():
     first = zipfile.ZipFile(io.BytesIO(series_zip([hu_image(20), hu_image(21)], series_number=3)))
     second = zipfile.ZipFile(io.BytesIO(series_zip([hu_image(22)], series_number=7)))

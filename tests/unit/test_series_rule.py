@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pancscan.series import sample_on_grid, strongest_stretch
+from pancscan.series import extent_surprise, sample_on_grid, scored_extent_mm, strongest_stretch
 
 
 def test_a_thin_series_is_sampled_every_grid_step_and_a_thick_one_whole():
@@ -50,3 +50,19 @@ def test_slices_not_scored_leave_the_stretch():
     logit, stretch = strongest_stretch(z, logits, 5.0)
     assert logit == pytest.approx(1.0) and not stretch[0] and not stretch[2]
     assert strongest_stretch(z, np.full(5, np.nan), 5.0)[0] == float("-inf")
+
+
+def test_the_same_stretch_counts_for_less_in_a_longer_series():
+    short, long = (extent_surprise(2.0, extent, 2.5, -1.7, 1.4) for extent in (50.0, 500.0))
+    assert short > long > 0
+    assert extent_surprise(3.0, 500.0, 2.5, -1.7, 1.4) > long  # a stronger stretch counts for more
+    # one draw: -log of the chance that one normal stretch is as strong
+    one = extent_surprise(-1.7, 2.5, 2.5, -1.7, 1.4)
+    assert one == pytest.approx(-np.log(0.5))
+
+
+def test_the_scored_extent_is_the_length_the_scored_slices_stand_for():
+    z = np.arange(10) * 2.5
+    assert scored_extent_mm(z, np.ones(10, bool)) == pytest.approx(25.0)
+    assert scored_extent_mm(z, np.arange(10) < 5) == pytest.approx(12.5)
+    assert scored_extent_mm([0.0], [True]) == 0.0

@@ -17,7 +17,7 @@ from pancscan.scan_input import ScanInput, read_scan
 from pancscan.series import ASSUMED_SPACING_MM, extent_surprise, scored_extent_mm, strongest_stretch
 
 LABELS = ("no_cancer_detected", "cancer_detected")
-# Series rules of models before 0.3: slice logits (of slices that passed the checks) -> one scan logit.
+# Series rules of models before 0.2.1: slice logits (of slices that passed the checks) -> one scan logit.
 # Newer models use the strongest stretch over millimetres (pancscan.series).
 SERIES_RULES = {
     "max": lambda logits: float(np.max(logits)),
@@ -97,7 +97,7 @@ def series_score(rule: SeriesRule, positions_mm: np.ndarray, logits: np.ndarray)
     """The scan score of the sampled slices (``logits``: NaN where a slice was not scored) under
     ``rule``, and which slices gave it."""
     scored = np.isfinite(logits)
-    if rule.rule in SERIES_RULES:  # rules over the logits alone, of models before 0.3
+    if rule.rule in SERIES_RULES:  # rules over the logits alone, of models before 0.2.1
         return SERIES_RULES[rule.rule](logits[scored]), scored
     stretch_logit, stretch = strongest_stretch(positions_mm, logits, rule.window_mm)
     if rule.null_mean is None:
