@@ -91,3 +91,11 @@ def series_zip(hu_slices: list[np.ndarray], *, spacing: float = 2.5, shuffle_see
         order = np.random.default_rng(shuffle_seed).permutation(len(files))
         files = [(f"file{j:04d}.dcm", files[i][1]) for j, i in enumerate(order)]
     return zip_of(dict(files))
+
+
+def zip_members(data: bytes) -> list[tuple[str, bytes]]:
+    """Every member of an uploaded zip that the series reader sees, read whole, as (name, bytes)."""
+    from pancscan.archive import read_member, zip_entries
+
+    opened, infos = zip_entries(data)
+    return [(info.filename, read_member(opened, info)) for info in infos]

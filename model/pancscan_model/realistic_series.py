@@ -41,14 +41,6 @@ NEAR_TIE = 0.01  # worst-case AUROC within which the narrower window is kept (a 
 
 
 @dataclass(frozen=True)
-class Pool:
-    """Distinct slices and their logits (NaN: failed the runtime's checks, left out of a series)."""
-
-    slices: list[CTSlice]
-    logits: np.ndarray
-
-
-@dataclass(frozen=True)
 class Rebuilt:
     """A rebuilt series: ``index`` into a pool, one entry per slice, ``positions_mm`` along the axis."""
 
@@ -58,19 +50,16 @@ class Rebuilt:
     positions_mm: np.ndarray
 
 
-def logits_of(images: list[np.ndarray], model: SliceModel) -> np.ndarray:
+def logits_of(slices: list[CTSlice], model: SliceModel, erase_pancreas: bool = False) -> np.ndarray:
+    """Each slice's logit through the runtime (NaN: failed its checks, left out of a series as there)."""
     out = []
-    for image in images:
+    for k, item in enumerate(slices):
+        image = erase_tumour(item.image, item.pancreas, seed=k) if erase_pancreas else item.image
         try:
             out.append(check_and_run(to_model_input(image), model).score_logit)
         except ScanRejected:
             out.append(np.nan)
     return np.array(out)
-
-
-def pool(slices: list[CTSlice], model: SliceModel, erase_pancreas: bool = False) -> Pool:
-    images = [erase_tumour(s.image, s.pancreas, seed=k) if erase_pancreas else s.image for k, s in enumerate(slices)]
-    return Pool(slices, logits_of(images, model))
 
 
 def slice_position_mm(item: CTSlice) -> float:
@@ -143,20 +132,19 @@ class Configurations:
     logits: dict[str, np.ndarray]  # per configuration: the pool's logits it indexes
 
 
-def configurations(msd: list[CTSlice], nih: list[CTSlice], model: SliceModel, with_erased: bool = True) -> Configurations:
+def configurations(msd: list[CTSlice], nih: list[CTSlice], model: SliceModel) -> Configurations:
     """The part's MSD cases and NIH patients at each spacing, and at each length among the other NIH
     patients (as they are, and with their pancreas erased)."""
     slices = msd + nih
-    plain = pool(slices, model).logits
+    plain = logits_of(slices, model)
     cases = groups_of(slices)
     labels = {group: int(slices[case[0]].name.startswith("MSD_")) for group, case in cases.items()}
     normals = {group: case for group, case in cases.items() if not labels[group]}
     by_name, logits = {}, {}
     for spacing in SPACINGS_MM:
         by_name[f"{spacing:g} mm"], logits[f"{spacing:g} mm"] = series_set(cases, labels, normals, slices, spacing, None), plain
-    paddings = {"normal slices": (plain, 0)}
-    if with_erased:  # the erased slices follow the part's own in one array: NIH slice j at len(slices) + j
-        paddings["pancreas erased"] = (np.r_[plain, pool(nih, model, erase_pancreas=True).logits], len(nih))
+    # the erased slices follow the part's own in one array: NIH slice j at len(slices) + j
+    paddings = {"normal slices": (plain, 0), "pancreas erased": (np.r_[plain, logits_of(nih, model, erase_pancreas=True)], len(nih))}
     for padding, (values, offset) in paddings.items():
         for length in LENGTHS:
             name = f"{length} slices among {padding}"

@@ -7,7 +7,6 @@ import io
 import stat
 import zipfile
 from pathlib import Path
-from typing import Iterator
 
 from pancscan.errors import ScanRejected
 
@@ -71,10 +70,3 @@ def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, first: int = -1
             return member.read(first)
     except Exception as exc:  # BadZipFile, zlib.error, struct.error, NotImplementedError (encrypted)...
         raise ScanRejected("unreadable_file", "A file in the zip could not be extracted (damaged or encrypted).") from exc
-
-
-def zip_members(data: bytes) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of each regular file in the zip. Raises ScanRejected for anything unsafe."""
-    archive, infos = zip_entries(data)
-    for info in infos:
-        yield info.filename, read_member(archive, info)

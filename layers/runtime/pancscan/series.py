@@ -44,13 +44,14 @@ def strongest_stretch(positions_mm: Sequence[float], logits: Sequence[float], wi
     logit; NaN: not scored), the mean logit of the scored slices within ``window_mm / 2`` of it; the
     highest of those means. -inf and no stretch when no slice was scored."""
     z, x = np.asarray(positions_mm, np.float64), np.asarray(logits, np.float64)
-    scored = np.isfinite(x)
-    if not scored.any():
-        return float("-inf"), np.zeros(len(x), bool)
-    near = (np.abs(z[:, None] - z[None, :]) <= window_mm / 2 + 1e-6) & scored[None, :]
-    means = np.where(scored, (near * np.where(scored, x, 0.0)[None, :]).sum(axis=1) / np.maximum(near.sum(axis=1), 1), -np.inf)
-    centre = int(np.argmax(means))
-    return float(means[centre]), near[centre]
+    scored = np.flatnonzero(np.isfinite(x))
+    stretch = np.zeros(len(x), bool)
+    if not len(scored):
+        return float("-inf"), stretch
+    means = window_means(z[scored], x[scored], window_mm)
+    centre = scored[int(np.argmax(means))]
+    stretch[scored] = np.abs(z[scored] - z[centre]) <= window_mm / 2 + 1e-6
+    return float(means.max()), stretch
 
 
 def extent_surprise(stretch_logit: float, extent_mm: float, stretch_mm: float, null_mean: float, null_sd: float) -> float:
