@@ -1,5 +1,6 @@
 // PancScan's page: choose a scan, check it, preview it, upload it to the presigned form with
-// progress, follow its status, show the result with its heatmap, delete it, remember recent scans.
+// progress, follow its status, show the result with its heatmap (for a series: every scored slice),
+// delete it, remember recent scans.
 // No framework, no build step, no inline script (a strict Content-Security-Policy applies).
 import { drawDicom, parseDicom } from "./dicom-preview.js";
 
@@ -238,7 +239,7 @@ async function show(scan, result, file) {
     const code = result.reason?.code;
     $("reason").textContent = `${REASONS[code] || result.reason?.message || ""} (reason: ${code || "unknown"})`;
   }
-  shown = { scan, result, baseImage: null, heatImage: null };
+  shown = { scan, result, baseImage: null, heatImage: null, sheets: null, slice: null };
   $("result-label").focus?.();
   if (result.status === "complete" && result.heatmap) {
     const base = result.slice_image ? dataUrl(result.slice_image) : file ? URL.createObjectURL(file) : null;
@@ -250,17 +251,38 @@ async function show(scan, result, file) {
         $("figure").hidden = false;
       }
     }
-    if (result.series) showSeries(result.series);
+    if (result.series) await showSeries(scan, result.series);
   }
+}
+
+// Every scored slice of a series, as sheets of tiles (GET /v1/scans/{id}/slices): fetched as blobs,
+// so that the heatmap can be read from a canvas and the page's image sources stay its own.
+async function loadSheets(scan) {
+  const view = await api(`/v1/scans/${scan.scan_id}/slices`, { headers: { "X-Scan-Token": scan.result_token } });
+  const fetchImage = async (url) => {
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`A slice sheet could not be read (${response.status}).`);
+    return loadImage(URL.createObjectURL(await response.blob()));
+  };
+  const images = await Promise.all(view.sheets.map((sheet) => fetchImage(sheet.image)));
+  const heatmaps = await Promise.all(view.sheets.map((sheet) => fetchImage(sheet.heatmap)));
+  return { ...view, images, heatmaps };
+}
+
+function drawTile(context, sheet, tile, size, width, height) {
+  context.drawImage(sheet, tile.column * size, tile.row * size, size, size, 0, 0, width, height);
 }
 
 function drawView() {
   const canvas = $("view");
   const context = canvas.getContext("2d");
-  context.drawImage(shown.baseImage, 0, 0, canvas.width, canvas.height);
   const series = shown.result.series;
+  const tile = shown.sheets && shown.slice !== null ? shown.sheets.slices[shown.slice] : null;
+  if (tile) drawTile(context, shown.sheets.images[tile.sheet], tile, shown.sheets.image_tile_px, canvas.width, canvas.height);
+  else context.drawImage(shown.baseImage, 0, 0, canvas.width, canvas.height);
+  const index = tile ? tile.index : series?.most_suspicious_slice;
   $("caption").textContent = (series
-    ? `Most suspicious slice: ${series.most_suspicious_slice + 1} of ${series.slices} (counted from the feet). `
+    ? `Slice ${index + 1} of ${series.slices} (counted from the feet)${index === series.most_suspicious_slice ? ": the most suspicious" : ""}. `
     : "") + "Red marks where the model looked; it is not an outline of a lesion.";
   canvas.setAttribute("aria-label", `The scanned slice${$("show-heatmap").checked ? " with the model's heatmap in red" : ""}`);
   if (!$("show-heatmap").checked) return;
@@ -269,7 +291,8 @@ function drawView() {
   layer.width = canvas.width;
   layer.height = canvas.height;
   const layerContext = layer.getContext("2d");
-  layerContext.drawImage(shown.heatImage, 0, 0, layer.width, layer.height);
+  if (tile) drawTile(layerContext, shown.sheets.heatmaps[tile.sheet], tile, shown.sheets.heatmap_tile_px, layer.width, layer.height);
+  else layerContext.drawImage(shown.heatImage, 0, 0, layer.width, layer.height);
   const pixels = layerContext.getImageData(0, 0, layer.width, layer.height);
   let hottest = 0;
   for (let i = 0; i < pixels.data.length; i += 4) {
@@ -285,37 +308,93 @@ function drawView() {
   if (hottest <= 0.1) $("caption").textContent += " No spot on this slice reached 10% on the heatmap, so none is marked.";
 }
 
-function showSeries(series) {
+// How the scan's probability comes from its slices (pancscan.series: the strongest stretch,
+// weighed against the length of pancreas scored).
+function seriesInWords(series, result) {
+  const [first, last] = series.strongest_stretch;
+  const scored = series.slice_probabilities.map((p, i) => (p === null ? null : i)).filter((i) => i !== null);
+  const extent = series.positions_mm[scored[scored.length - 1]] - series.positions_mm[scored[0]];
+  const stretch = first === last ? `its most suspicious slice (${first + 1})` : `its most suspicious ${series.window_mm} mm stretch (slices ${first + 1} to ${last + 1})`;
+  return `The scan's probability (${percent(result.probability)}) is not an average of its slices: it comes from ${stretch}, ` +
+    `weighed against how much pancreas was scored (${series.scored_slices} slices over ${extent.toFixed(0)} mm). ` +
+    "The longer a normal scan, the more likely one of its slices scores high by chance, so the same slice counts for less in a longer scan. " +
+    `A slice at or above the slice threshold (${percent(series.slice_threshold)}, the dashed line) would be called "Cancer detected" on its own; ` +
+    `the scan is called so from ${percent(result.threshold)}.`;
+}
+
+async function showSeries(scan, series) {
+  const result = shown.result;
   const chart = $("chart");
   const probabilities = series.slice_probabilities;
+  const positions = series.positions_mm;
   const n = probabilities.length;
-  const x = (i) => (n === 1 ? 150 : 5 + (i * 290) / (n - 1));
-  const y = (p) => 95 - p * 90;
-  const points = probabilities.map((p, i) => (p === null ? null : `${x(i).toFixed(1)},${y(p).toFixed(1)}`)).filter(Boolean);
+  const span = positions[n - 1] - positions[0] || 1;
+  const [left, right, top, bottom] = [34, 312, 8, 100]; // plot area in the 320 x 130 view box
+  const x = (i) => (n === 1 ? (left + right) / 2 : left + ((positions[i] - positions[0]) * (right - left)) / span);
+  const y = (p) => bottom - p * (bottom - top);
   const title = chart.querySelector("title");
   chart.replaceChildren(title);
-  const svg = (name, attributes) => {
+  const svg = (name, attributes, text) => {
     const node = document.createElementNS("http://www.w3.org/2000/svg", name);
     for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+    if (text !== undefined) node.textContent = text;
     chart.append(node);
     return node;
   };
-  svg("line", { x1: 5, y1: 95, x2: 295, y2: 95, class: "axis" });
+  svg("line", { x1: left, y1: bottom, x2: right, y2: bottom, class: "axis" });
+  svg("line", { x1: left, y1: top, x2: left, y2: bottom, class: "axis" });
+  for (const p of [0, 0.5, 1]) svg("text", { x: left - 3, y: y(p) + 3, class: "tick", "text-anchor": "end" }, `${p * 100}%`);
+  svg("text", { x: left, y: bottom + 11, class: "tick", "text-anchor": "start" }, "0 mm");
+  svg("text", { x: right, y: bottom + 11, class: "tick", "text-anchor": "end" }, `${span.toFixed(0)} mm`);
+  svg("text", { x: (left + right) / 2, y: bottom + 24, class: "label", "text-anchor": "middle" }, "position along the body, from the feet (mm)");
+  svg("text", { x: 9, y: (top + bottom) / 2, class: "label", "text-anchor": "middle", transform: `rotate(-90 9 ${(top + bottom) / 2})` }, "slice probability");
+  svg("line", { x1: left, x2: right, y1: y(series.slice_threshold), y2: y(series.slice_threshold), class: "threshold" });
+  const points = probabilities.map((p, i) => (p === null ? null : `${x(i).toFixed(1)},${y(p).toFixed(1)}`)).filter(Boolean);
   svg("polyline", { points: points.join(" "), class: "curve" });
   svg("circle", { cx: x(series.most_suspicious_slice), cy: y(probabilities[series.most_suspicious_slice] ?? 0), r: 3.5, class: "peak" });
-  const marker = svg("line", { y1: 5, y2: 95, class: "marker" });
+  const marker = svg("line", { y1: top, y2: bottom, class: "marker" });
+  $("series-explained").textContent = seriesInWords(series, result);
+
+  // The slider steps through the scored slices; each shows its own image and heatmap once the sheets are in.
+  const scored = probabilities.map((p, i) => (p === null ? null : i)).filter((i) => i !== null);
   const slider = $("slice");
-  slider.max = String(n);
+  slider.max = String(scored.length);
   const select = (k) => {
-    marker.setAttribute("x1", x(k - 1));
-    marker.setAttribute("x2", x(k - 1));
-    const p = probabilities[k - 1];
-    $("slice-value").textContent = `Slice ${k} of ${n}: ${p === null ? `not scored (between the slices sampled every ${series.grid_mm} mm, or no pancreas found)` : `probability ${percent(p)}`}${k - 1 === series.most_suspicious_slice ? " (most suspicious)" : ""}.`;
+    const index = scored[k - 1];
+    marker.setAttribute("x1", x(index));
+    marker.setAttribute("x2", x(index));
+    $("slice-value").textContent = `Scored slice ${k} of ${scored.length}: slice ${index + 1} of ${n}, ${positions[index].toFixed(1)} mm, ` +
+      `probability ${percent(probabilities[index])}${index === series.most_suspicious_slice ? " (most suspicious)" : ""}.`;
+    if (shown.sheets) {
+      shown.slice = k - 1;
+      drawView();
+    }
   };
-  slider.value = String(series.most_suspicious_slice + 1);
+  slider.value = String(scored.indexOf(series.most_suspicious_slice) + 1);
   slider.oninput = () => select(Number(slider.value));
   select(Number(slider.value));
   $("series").hidden = false;
+  $("slices-status").textContent = "Loading every scored slice…";
+  try {
+    const sheets = await loadSheets(scan);
+    if (shown?.scan.scan_id !== scan.scan_id) return; // another result was opened meanwhile
+    shown.sheets = sheets;
+    select(Number(slider.value));
+    $("slices-status").textContent = `Move the slider, or use the arrow keys on it or on the image, to see each of the ${scored.length} scored slices with its heatmap. ` +
+      `The other ${n - scored.length} slices lie between those sampled every ${series.grid_mm} mm, or show no pancreas.`;
+  } catch (error) {
+    $("slices-status").textContent = `Only the most suspicious slice can be shown: ${error.message}`;
+  }
+}
+
+// Arrow keys on the image step through the slices as they do on the slider.
+function stepSlice(event) {
+  const steps = { ArrowLeft: -1, ArrowDown: -1, ArrowRight: 1, ArrowUp: 1 };
+  if (!shown?.sheets || !(event.key in steps)) return;
+  event.preventDefault();
+  const slider = $("slice");
+  slider.value = String(Math.min(Number(slider.max), Math.max(1, Number(slider.value) + steps[event.key])));
+  slider.oninput();
 }
 
 async function deleteShown() {
@@ -413,6 +492,7 @@ function wire() {
   $("delete").addEventListener("click", deleteShown);
   $("show-heatmap").addEventListener("change", () => shown && drawView());
   $("opacity").addEventListener("input", () => shown && drawView());
+  $("view").addEventListener("keydown", stepSlice);
   loadConfig()
     .then((c) => {
       $("max-size").textContent = megabytes(c.maxUploadBytes);

@@ -71,3 +71,17 @@ class InMemoryResearchStore:
 
     def entries(self):
         return [entry for entry, _ in self.kept.values()]
+
+
+class InMemorySheetStore:
+    def __init__(self):
+        self.objects: dict[str, dict[str, bytes]] = {}  # scan id -> name -> bytes
+
+    def put(self, scan_id: str, sheets: dict[str, bytes]) -> None:
+        self.objects.setdefault(scan_id, {}).update(sheets)
+
+    def delete(self, scan_id: str) -> None:
+        self.objects.pop(scan_id, None)
+
+    def url(self, scan_id: str, name: str, expires_in: int) -> str:
+        return f"https://sheets.example/{scan_id}/{name}?expires_in={expires_in}"

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, BeforeValidator, Field
 
 from pancscan import __version__, scans
-from pancscan.aws import DynamoResearchStore, DynamoScanStore, S3UploadStore
+from pancscan.aws import DynamoResearchStore, DynamoScanStore, S3SheetStore, S3UploadStore
 from pancscan.errors import FAILURE_CODES, REASON_CODES
 from pancscan.fhir import fhir_bundle
 from pancscan.settings import Settings
@@ -28,6 +28,7 @@ logger = Logger(service="pancscan-api")
 settings = Settings.from_env()
 store = DynamoScanStore(settings.table)
 uploads = S3UploadStore(settings.bucket)
+sheets = S3SheetStore(settings.bucket)
 research = DynamoResearchStore(settings.research_table) if settings.research_table else None
 app = APIGatewayHttpResolver(enable_validation=True)
 
@@ -89,6 +90,29 @@ class Reason(BaseModel):
 class Png(BaseModel):
     media_type: Literal["image/png"]
     data: str = Field(description="base64")
+
+
+class SheetUrls(BaseModel):
+    image: str = Field(description="JPEG: 8 tiles a row of 256 x 256 slices as the model saw them (HU clipped to 0..255)")
+    heatmap: str = Field(description="PNG: the same tiles' 64 x 64 heatmaps, grey 0..255 = lesion probability 0..1")
+
+
+class SliceTile(BaseModel):
+    index: int = Field(description="The slice, as in series.slice_probabilities (inferior to superior, from 0)")
+    sheet: int
+    column: int
+    row: int
+
+
+class SliceSheets(BaseModel):
+    scan_id: str
+    urls_expire_at: int = Field(description="The sheet URLs work until then (epoch seconds); ask again for new ones.")
+    columns: int
+    image_tile_px: int
+    heatmap_tile_px: int
+    slices: list[SliceTile] = Field(description="Every scored slice of a series, in order; empty for a single image "
+                                                "(its heatmap is in the scan's own view) or a rejected scan")
+    sheets: list[SheetUrls]
 
 
 class ScanView(BaseModel):
@@ -180,7 +204,7 @@ def invalid_request(exc: RequestValidationError) -> Response:
     return error(400, "invalid_request", f"{detail} (expected filename, content_type and size)")
 
 
-ROUTES = {r"^/v1/scans$": "POST", r"^/v1/scans/[^/]+$": "GET, DELETE", r"^/v1/health$": "GET", r"^/v1/openapi\.json$": "GET"}
+ROUTES = {r"^/v1/scans$": "POST", r"^/v1/scans/[^/]+$": "GET, DELETE", r"^/v1/scans/[^/]+/slices$": "GET", r"^/v1/health$": "GET", r"^/v1/openapi\.json$": "GET"}
 
 
 @app.not_found
@@ -245,6 +269,23 @@ def get_scan(scan_id: ScanIdPath, token: TokenHeader = None, format: FormatQuery
     return Response(200, content_types.APPLICATION_JSON, scans.public_view(record), headers={"Cache-Control": "no-store"})
 
 
+@app.get("/v1/scans/<scan_id>/slices", summary="Every scored slice of a series with its heatmap, as image sheets",
+         security=READ,
+         responses={200: {"description": "where each slice is drawn, and short-lived URLs of the sheets",
+                          "content": {"application/json": {"model": SliceSheets}}}, **errors(400, 404, 409)})
+def get_slices(scan_id: ScanIdPath, token: TokenHeader = None):
+    client = hospital_client()
+    now = int(time.time())
+    record = store.get(scan_id) if scans.UUID_PATTERN.match(scan_id) else None
+    if not scans.readable(record, token, now, client):
+        return not_found()
+    if record.status not in scans.FINAL_STATUSES:
+        return error(409, "not_ready", scans.REQUEST_ERROR_CODES["not_ready"])
+    seconds = min(settings.sheet_url_seconds, record.expires_at - now)  # never outliving the result
+    view = scans.sheets_view(record, lambda name: sheets.url(scan_id, name, seconds), now, seconds)
+    return Response(200, content_types.APPLICATION_JSON, view, headers={"Cache-Control": "no-store"})
+
+
 @app.delete("/v1/scans/<scan_id>", summary="Delete a scan's result now", security=READ,
             responses={204: {"description": "deleted"}, **errors(400, 404)})
 def delete_scan(scan_id: ScanIdPath, token: TokenHeader = None):
@@ -253,6 +294,7 @@ def delete_scan(scan_id: ScanIdPath, token: TokenHeader = None):
     if not scans.readable(record, token, int(time.time()), client):
         return not_found()
     store.delete(scan_id)
+    sheets.delete(scan_id)
     if research:  # research retention on: the de-identified copy goes too
         research.forget(scan_id)
     logger.info("scan deleted", extra={"scan_id": scan_id})

@@ -69,7 +69,8 @@ def table_definition(name: str = "ScansTable", template: dict | None = None) -> 
 
 def bucket_settings(site_origin: str, template: dict | None = None) -> dict:
     """The upload bucket's CORS, lifecycle, encryption and public-access settings in S3 API shape."""
-    props = resolve(resource("UploadBucket", template), {"SiteOrigin": site_origin}, {"HasSiteOrigin": True})
+    ttl_days = (template or load_template())["Parameters"]["ResultTtlDays"]["Default"]
+    props = resolve(resource("UploadBucket", template), {"SiteOrigin": site_origin, "ResultTtlDays": ttl_days}, {"HasSiteOrigin": True})
     cors = [
         {"AllowedOrigins": r["AllowedOrigins"], "AllowedMethods": r["AllowedMethods"],
          "AllowedHeaders": r.get("AllowedHeaders", []), "MaxAgeSeconds": r.get("MaxAge", 0)}

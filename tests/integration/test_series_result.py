@@ -34,3 +34,18 @@ def test_the_heatmap_and_the_slice_image_are_those_of_the_most_suspicious_slice(
     assert np.abs(stored_slice - images[top]).max() <= 0.5 / 255 + 1e-6
     stored_heatmap = np.asarray(Image.open(io.BytesIO(pngs["heatmap_png"])), np.float32) / 255
     assert np.abs(stored_heatmap - np.clip(singles[top].heatmap, 0, 1)).max() <= 0.5 / 255 + 1e-6
+
+
+def test_every_scored_slice_keeps_its_own_image_and_heatmap_in_order(shipped_split, shipped_model):
+    tumours, normals = shipped_split
+    images = [to_model_input(s.image) for s in (normals[1], tumours[1], normals[2])]
+    blank = np.zeros_like(images[0])  # outside the abdomen: fails the checks, so not scored
+    result = predict_series([images[0], blank, images[1], images[2]], shipped_model, {"format": "dicom_series"})
+
+    assert [s.index for s in result.scored_slices] == [0, 2, 3]
+    assert result.series["slice_probabilities"][1] is None
+    for scored, image in zip(result.scored_slices, images):
+        assert np.array_equal(scored.image, image)
+        single = predict_model_input(image, shipped_model)
+        assert np.abs(scored.heatmap - single.heatmap).max() <= SCORE_TOLERANCE
+    assert result.series["slice_threshold"] == round(shipped_model.metadata.threshold, 4)

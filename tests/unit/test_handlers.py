@@ -9,7 +9,7 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from pancscan import scans
 from pancscan_local.lambda_runtime import LocalContext, load_handler
-from tests.fakes import InMemoryScanStore, InMemoryUploadStore
+from tests.fakes import InMemoryScanStore, InMemorySheetStore, InMemoryUploadStore
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -28,6 +28,7 @@ def cold_handler_with_fake_stores(function: str, monkeypatch):
     table, bucket = InMemoryScanStore(), InMemoryUploadStore()
     monkeypatch.setattr(module, "store", table)
     monkeypatch.setattr(module, "uploads", bucket)
+    monkeypatch.setattr(module, "sheets", InMemorySheetStore())
     return handler, table, bucket
 
 

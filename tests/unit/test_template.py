@@ -26,19 +26,46 @@ def test_cfn_lint_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_inference_runs_only_on_uploads_and_cannot_write_to_the_bucket():
+def s3_grants(function: str) -> dict[str, set[str]]:
+    """S3 action -> the resources (after the bucket's name) it is granted on, with the prefix condition if any."""
+    grants = {}
+    for statement in statements(function):
+        actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        for action in (a for a in actions if a.startswith("s3:")):
+            where = statement["Resource"]["Fn::Sub"].split("${AWS::Region}", 1)[1]
+            prefix = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+            grants.setdefault(action, set()).add(where + (f"?prefix={prefix}" if prefix else ""))
+    return grants
+
+
+def test_inference_runs_only_on_uploads_and_writes_only_slice_sheets_outside_them():
     assert upload_prefix() == "uploads/"
-    assert actions_of("InferenceFunction") == {"s3:GetObject", "s3:DeleteObject", "dynamodb:UpdateItem"}
-    s3_resources = [s["Resource"]["Fn::Sub"] for s in statements("InferenceFunction") if "s3:GetObject" in s["Action"]]
-    assert all(r.endswith("/uploads/*") for r in s3_resources)
+    assert actions_of("InferenceFunction") == {"s3:GetObject", "s3:DeleteObject", "s3:PutObject", "s3:ListBucket", "dynamodb:UpdateItem"}
+    assert s3_grants("InferenceFunction") == {
+        "s3:GetObject": {"/uploads/*"},
+        "s3:DeleteObject": {"/uploads/*", "/results/*"},
+        "s3:PutObject": {"/results/*"},  # never under uploads/: its own writes cannot trigger it
+        "s3:ListBucket": {"?prefix=results/*"},
+    }
 
 
-def test_bucket_is_private_encrypted_tls_only_and_expires_leftover_uploads():
+def test_the_api_signs_uploads_and_reads_and_deletes_slice_sheets_only():
+    assert s3_grants("ApiFunction") == {
+        "s3:PutObject": {"/uploads/*"},
+        "s3:GetObject": {"/results/*"},
+        "s3:DeleteObject": {"/results/*"},
+        "s3:ListBucket": {"?prefix=results/*"},
+    }
+
+
+def test_bucket_is_private_encrypted_tls_only_and_expires_leftover_uploads_and_results():
     bucket = resource("UploadBucket")
     assert all(bucket["PublicAccessBlockConfiguration"].values())
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    (rule,) = bucket["LifecycleConfiguration"]["Rules"]
-    assert rule["Prefix"] == "uploads/" and rule["ExpirationInDays"] == 1
+    uploads, results = bucket["LifecycleConfiguration"]["Rules"]
+    assert uploads["Prefix"] == "uploads/" and uploads["ExpirationInDays"] == 1
+    # slice sheets live as long as the result's item (its TTL is ResultTtlDays too)
+    assert results["Prefix"] == "results/" and results["ExpirationInDays"] == {"Ref": "ResultTtlDays"}
     (tls,) = resource("UploadBucketPolicy")["PolicyDocument"]["Statement"]
     assert tls["Effect"] == "Deny" and tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
@@ -103,6 +130,7 @@ def test_with_auth_on_the_scan_routes_need_a_hospital_token_with_their_scope():
     assert scopes == {
         "POST /v1/scans": ("JWT", ("pancscan/submit",)),
         "GET /v1/scans/{scan_id}": ("JWT", ("pancscan/read",)),
+        "GET /v1/scans/{scan_id}/slices": ("JWT", ("pancscan/read",)),
         "DELETE /v1/scans/{scan_id}": ("JWT", ("pancscan/read",)),
         "ANY /v1/{proxy+}": ("NONE", ()),  # health, the OpenAPI document, 405s
     }

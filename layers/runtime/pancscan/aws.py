@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import boto3
@@ -13,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from pancscan.errors import ScanRejected
-from pancscan.scans import BUSY, CLAIMED, GONE, PENDING, PROCESSING, ScanRecord
+from pancscan.scans import BUSY, CLAIMED, GONE, PENDING, PROCESSING, RESULTS_PREFIX, ScanRecord
 
 
 def _config() -> Config:
@@ -157,3 +158,35 @@ class S3UploadStore:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+class S3SheetStore:
+    """A series' slice sheets under results/<scan_id>/ (a lifecycle rule expires them with the result)."""
+
+    MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png"}
+
+    def __init__(self, bucket: str, client=None):
+        self.bucket = bucket
+        self.client = client or boto3.client("s3", config=_config())
+
+    def _key(self, scan_id: str, name: str) -> str:
+        return f"{RESULTS_PREFIX}{scan_id}/{name}"
+
+    def put(self, scan_id: str, sheets: dict[str, bytes]) -> None:
+        def put_one(item):
+            name, data = item
+            self.client.put_object(Bucket=self.bucket, Key=self._key(scan_id, name), Body=data,
+                                   ContentType=self.MEDIA_TYPES[name[name.rfind("."):]], CacheControl="private, max-age=300")
+
+        with ThreadPoolExecutor(max_workers=4) as pool:  # a few sheets; in parallel they cost one round trip
+            list(pool.map(put_one, sheets.items()))
+
+    def delete(self, scan_id: str) -> None:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(scan_id, ""))
+        keys = [{"Key": item["Key"]} for page in pages for item in page.get("Contents", [])]
+        if keys:  # up to 1000 a call; a series has two per 64 scored slices
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+
+    def url(self, scan_id: str, name: str, expires_in: int) -> str:
+        return self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": self._key(scan_id, name)},
+                                                  ExpiresIn=expires_in)

@@ -2,7 +2,7 @@
 
 Order matters: claim the scan (a duplicate event stops here), read the object, delete it whatever
 happens next, check it again (S3's policy conditions are the first line, not the only one), score
-it, record the result.
+it, store a series' slice sheets, record the result.
 
 Retries: an error before the read (throttling on the claim, say) leaves the object in place, and
 Lambda's async retry processes it. If an invocation dies after claiming (a timeout), the claim's
@@ -23,7 +23,8 @@ from PIL import Image
 from pancscan.errors import FAILURE_CODES, ScanRejected
 from pancscan.predict import ScanResult
 from pancscan.research import ResearchStore, research_entry
-from pancscan.scans import BUSY, FAILED, GONE, REJECTED, ScanStore, UploadStore, scan_id_from_key
+from pancscan.scans import BUSY, FAILED, GONE, REJECTED, ScanStore, SheetStore, UploadStore, scan_id_from_key
+from pancscan.slice_sheets import slice_sheets
 
 Scorer = Callable[[bytes], ScanResult]
 
@@ -83,9 +84,11 @@ def take_upload(key: str, uploads: UploadStore, max_bytes: int) -> bytes:
 
 
 def process_upload(key: str, uploads: UploadStore, scans: ScanStore, score: Scorer, *, max_bytes: int, now: int,
-                   lease_seconds: int = 60, retention: Retention | None = None) -> Outcome:
+                   lease_seconds: int = 60, retention: Retention | None = None, sheets: SheetStore | None = None) -> Outcome:
     """Handle one ObjectCreated record's (URL-decoded) key. Unexpected errors are recorded as
-    ``failed`` and then raised, so that they count as function errors."""
+    ``failed`` and then raised, so that they count as function errors. A series' slice sheets go to
+    ``sheets`` before its result is recorded, and are removed if that fails (the scan was deleted
+    meanwhile): nothing of a deleted scan stays behind."""
     scan_id = scan_id_from_key(key)
     claim = scans.claim(scan_id, now, lease_seconds) if scan_id else GONE
     if claim == BUSY:
@@ -94,8 +97,16 @@ def process_upload(key: str, uploads: UploadStore, scans: ScanStore, score: Scor
         uploads.delete(key)  # unknown, or already final: nothing will score it
         return Outcome(scan_id, "ignored")
 
-    def record(status: str, result: dict, pngs: dict[str, bytes] | None = None, code: str | None = None) -> Outcome:
-        scans.finish(scan_id, status, result, pngs or {}, now)
+    def record(status: str, result: dict, pngs: dict[str, bytes] | None = None, code: str | None = None,
+               sheet_objects: dict[str, bytes] | None = None) -> Outcome:
+        if sheet_objects:
+            sheets.put(scan_id, sheet_objects)
+        try:
+            scans.finish(scan_id, status, result, pngs or {}, now)
+        except BaseException:
+            if sheet_objects:
+                sheets.delete(scan_id)
+            raise
         if retention:
             retention.store.keep(research_entry(scan_id, status, result, now), now + retention.days * 86400)
         return Outcome(scan_id, status, code)
@@ -111,7 +122,8 @@ def process_upload(key: str, uploads: UploadStore, scans: ScanStore, score: Scor
         # Only the error's type reaches the logs: messages of parsers can quote header values.
         raise ProcessingError(type(error).__name__) from None
     result = {name: value for name, value in scored.as_dict().items() if name != "status"}
-    return record(scored.status, result, result_pngs(scored), scored.reason.code if scored.reason else None)
+    objects = slice_sheets(scored.scored_slices) if sheets is not None and scored.scored_slices else None
+    return record(scored.status, result, result_pngs(scored), scored.reason.code if scored.reason else None, objects)
 
 
 def _failure(code: str) -> dict:

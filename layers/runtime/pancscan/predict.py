@@ -15,6 +15,7 @@ from pancscan.model import RawOutput, SeriesRule, SliceModel, platt
 from pancscan.ood import check_image, check_pancreas, slice_features
 from pancscan.scan_input import ScanInput, read_scan
 from pancscan.series import ASSUMED_SPACING_MM, extent_surprise, scored_extent_mm, strongest_stretch
+from pancscan.slice_sheets import ScoredSlice
 
 LABELS = ("no_cancer_detected", "cancer_detected")
 # Series rules of models before 0.2.1: slice logits (of slices that passed the checks) -> one scan logit.
@@ -39,6 +40,7 @@ class ScanResult:
     reason: ScanRejected | None = None
     series: dict | None = None  # slices, sampled and scored, most suspicious slice, strongest stretch, per-slice probabilities, positions
     technical: dict | None = None  # allow-listed technical attributes only
+    scored_slices: tuple[ScoredSlice, ...] = ()  # a series' scored slices, in order, for people to page through
 
     def as_dict(self) -> dict:
         """The result fields shared by the CLI's JSON and the API (heatmap and image excluded)."""
@@ -137,13 +139,16 @@ def predict_series(images: list[np.ndarray], model: SliceModel, technical: dict 
         "most_suspicious_slice": top,  # index in inferior-to-superior order, from 0
         "strongest_stretch": [in_stretch[0], in_stretch[-1]],
         "slice_probabilities": [round(model.probability(raws[i].score_logit), 4) if i in raws else None for i in range(len(positions))],
+        "slice_threshold": round(model.metadata.threshold, 4),  # where one slice alone would be called "cancer detected"
         "positions_mm": [round(float(z - positions[0]), 2) for z in positions],
         "grid_mm": rule.grid_mm,
         "window_mm": rule.window_mm,
     }
     probability = float(platt(scan_score, rule.platt_a, rule.platt_b))
-    return _labelled(probability, rule.threshold, model, heatmap=raws[top].heatmap, image=images[sampled.index(top)],
-                     series=summary, technical=technical)
+    image_of = dict(zip(sampled, images))
+    scored_slices = tuple(ScoredSlice(i, image_of[i], raws[i].heatmap) for i in sorted(raws))
+    return _labelled(probability, rule.threshold, model, heatmap=raws[top].heatmap, image=image_of[top],
+                     series=summary, technical=technical, scored_slices=scored_slices)
 
 
 def predict_scan(scan: ScanInput, model: SliceModel) -> ScanResult:

@@ -21,7 +21,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pancscan import slice_sheets
+
 UPLOAD_PREFIX = "uploads/"
+RESULTS_PREFIX = "results/"  # a series' slice sheets: results/<scan_id>/<name>, expiring with the result
 PENDING, PROCESSING, COMPLETE, REJECTED, FAILED = "pending", "processing", "complete", "rejected", "failed"
 FINAL_STATUSES = (COMPLETE, REJECTED, FAILED)
 CLAIMED, BUSY, GONE = "claimed", "busy", "gone"  # what a claim finds
@@ -94,6 +97,36 @@ class UploadStore(Protocol):
         """The object's bytes; None if it is gone. Raises ScanRejected("too_large") before
         downloading an object whose stored size is over ``max_bytes``."""
     def delete(self, key: str) -> None: ...
+
+
+class SheetStore(Protocol):
+    """A series' slice sheets (pancscan.slice_sheets), kept beside its result, never in the table."""
+    def put(self, scan_id: str, sheets: dict[str, bytes]) -> None: ...
+    def delete(self, scan_id: str) -> None:
+        """Every sheet of the scan, whatever wrote it."""
+    def url(self, scan_id: str, name: str, expires_in: int) -> str:
+        """A GET URL that works for ``expires_in`` seconds, for whoever the API found may read the scan."""
+
+
+def sheets_view(record: ScanRecord, url_of, now: int, expires_in: int) -> dict:
+    """What GET /v1/scans/{id}/slices returns: where each scored slice of a series is drawn (its
+    sheet, column and row) and short-lived URLs of the sheets; no slices for a single image, whose
+    heatmap the scan's own view carries. ``url_of(name)`` signs one sheet's URL."""
+    series = record.result.get("series") if record.status == COMPLETE else None
+    indices = slice_sheets.scored_indices(series) if series else []
+    sheets = []
+    for sheet in range(slice_sheets.sheet_count(len(indices))):
+        images, heatmaps = slice_sheets.sheet_names(sheet)
+        sheets.append({"image": url_of(images), "heatmap": url_of(heatmaps)})
+    return {
+        "scan_id": record.scan_id,
+        "urls_expire_at": now + expires_in,
+        "columns": slice_sheets.COLUMNS,
+        "image_tile_px": slice_sheets.IMAGE_TILE_PX,
+        "heatmap_tile_px": slice_sheets.HEATMAP_TILE_PX,
+        "slices": [{"index": index, **slice_sheets.tile_of(position)} for position, index in enumerate(indices)],
+        "sheets": sheets,
+    }
 
 
 def validate_upload_request(request: UploadRequest, max_bytes: int) -> None:

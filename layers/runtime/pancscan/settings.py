@@ -12,6 +12,7 @@ from typing import Mapping
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # a zipped DICOM series of a few hundred slices
 DEFAULT_RESULT_TTL_DAYS = 7
 UPLOAD_URL_SECONDS = 300  # the presigned POST's lifetime: 5 minutes
+SHEET_URL_SECONDS = 300  # a slice sheet's presigned GET: the page loads the sheets at once
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Settings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     result_ttl_days: int = DEFAULT_RESULT_TTL_DAYS
     upload_url_seconds: int = UPLOAD_URL_SECONDS
+    sheet_url_seconds: int = SHEET_URL_SECONDS
     # how long a claim on a scan holds: the inference function's timeout (a claimer older than
     # that has died, and a retry may take the scan over)
     processing_lease_seconds: int = 60
