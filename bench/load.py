@@ -79,7 +79,7 @@ def run_load(url: str, aws_endpoint: str, items, scans: int, clients: int, deadl
     with ThreadPoolExecutor(clients) as pool:
         outcomes = list(pool.map(lambda i: one_scan(url, items[i % len(items)], deadline), range(scans)))
     aws = dict(endpoint_url=aws_endpoint, region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
-    left = boto3.client("s3", **aws).list_objects_v2(Bucket=BUCKET).get("KeyCount", 0)
+    left = boto3.client("s3", **aws).list_objects_v2(Bucket=BUCKET, Prefix="uploads/").get("KeyCount", 0)  # uploads; a series leaves its slice sheets
     ours = {o.scan_id for o in outcomes if o.scan_id}
     items_in_table = boto3.client("dynamodb", **aws).scan(TableName=TABLE)["Items"]
     stuck = sum(i["scan_id"]["S"] in ours and i["status"]["S"] in ("pending", "processing") for i in items_in_table)
@@ -111,7 +111,7 @@ def main() -> int:
     for error in sorted(set(report["errors"])):
         print(f"  lost: {error} (x{report['errors'].count(error)})")
     print(f"upload-to-result p50 {report['p50_s']:.2f} s, p95 {report['p95_s']:.2f} s")
-    print(f"lost {report['lost']} (must be 0), objects left in the bucket {report['objects_left']} (must be 0), "
+    print(f"lost {report['lost']} (must be 0), uploads left in the bucket {report['objects_left']} (must be 0), "
           f"records stuck in pending/processing {report['stuck']} (must be 0)")
     return 0 if report["lost"] == report["objects_left"] == report["stuck"] == 0 else 1
 

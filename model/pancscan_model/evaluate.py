@@ -221,11 +221,13 @@ def evaluate_real(nih_dir: Path, msd_dir: Path, model, metadata: dict, log, out_
 
     if model.metadata.series is not None:
         series_cases = by_case(msd) + by_case(nih)
-        results = [predict_bytes(series_zip([hu_from_slice(s.image) for s in case]), model) for case in series_cases]
-        probs = np.array([r.probability if r.probability is not None else 0.0 for r in results])
+        # (status, probability) only: a result also holds its scored slices' images
+        results = [(r.status, r.probability) for r in (predict_bytes(series_zip([hu_from_slice(s.image) for s in case]), model)
+                                                       for case in series_cases)]
+        probs = np.array([probability if probability is not None else 0.0 for _, probability in results])
         labels = np.array([1] * len(by_case(msd)) + [0] * len(by_case(nih)))
         groups = np.array([case[0].patient for case in series_cases])
-        sets["series"] = Scored(labels, probs, groups, np.zeros(len(labels)), np.array([r.status == "rejected" for r in results]))
+        sets["series"] = Scored(labels, probs, groups, np.zeros(len(labels)), np.array([status == "rejected" for status, _ in results]))
         rows += score_rows("series", groups, [f"{len(case)} slices" for case in series_cases], labels, probs, sets["series"].rejected)
         report["series"] = summarise(sets["series"], model.metadata.series.threshold) | {
             "rule": model.metadata.series.rule, "threshold": model.metadata.series.threshold,
@@ -319,7 +321,7 @@ def evaluate_labelled(slices, model) -> tuple[dict, dict[str, Scored], list[dict
     probs = np.array([r.probability if r.probability is not None else model.probability(model.run(c.image).score_logit)
                       for r, c in zip(results, cases)])
     scored = Scored(np.array([c.label for c in cases]), probs, np.array([c.patient for c in cases]), np.zeros(len(cases)),
-                    np.array([r.status == "rejected" for r in results]))
+                    np.array([status == "rejected" for status, _ in results]))
     rows = score_rows("labelled", scored.groups, [s.name for s in slices], scored.labels, probs, scored.rejected)
     return {"labelled": summarise(scored, model.metadata.threshold)}, {"labelled": scored}, rows
 

@@ -10,7 +10,7 @@ import pytest
 from pancscan_local.process import served_stack
 
 
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_UPLOAD_BYTES = 40 * 1024 * 1024  # a 300-slice series zip of 512 x 512 slices is about 30 MB
 
 
 @dataclass

@@ -45,7 +45,7 @@ def test_a_shared_slice_uploaded_over_http_gets_a_result_and_leaves_no_object(lo
     expected = label_confidence(result["probability"], result["threshold"])
     assert abs(result["confidence"] - expected) <= 1e-4 and result["confidence"] >= 0.5
     assert result["heatmap"]["media_type"] == "image/png"
-    assert local_stack.client("s3").list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+    assert local_stack.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="uploads/")["KeyCount"] == 0
     item = local_stack.client("dynamodb").get_item(TableName=TABLE, Key={"scan_id": {"S": scan["scan_id"]}})["Item"]
     assert int(item["expires_at"]["N"]) > time.time() + 6 * 86400
     assert scan["result_token"] not in local_stack.log_about(scan["scan_id"])  # tokens are never logged

@@ -14,8 +14,10 @@ def test_the_document_names_every_route_error_and_reason_code(local_stack):
     document = requests.get(f"{local_stack.url}/v1/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     paths = document["paths"]
-    assert set(paths) == {"/v1/scans", "/v1/scans/{scan_id}", "/v1/health"}
+    assert set(paths) == {"/v1/scans", "/v1/scans/{scan_id}", "/v1/scans/{scan_id}/slices", "/v1/health"}
     assert set(paths["/v1/scans/{scan_id}"]) == {"get", "delete"}
+    assert {"200", "404", "409"} <= set(paths["/v1/scans/{scan_id}/slices"]["get"]["responses"])
+    assert paths["/v1/scans/{scan_id}/slices"]["get"]["security"] == [{"scanToken": []}]
     assert {"400"} <= set(paths["/v1/scans"]["post"]["responses"])
     assert {"200", "404", "409"} <= set(paths["/v1/scans/{scan_id}"]["get"]["responses"])
     schemas = document["components"]["schemas"]

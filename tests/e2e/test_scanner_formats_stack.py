@@ -41,7 +41,9 @@ def test_a_dicom_series_zip_gets_a_scan_level_result_with_its_slice_and_no_patie
     assert result["status"] == "complete" and result["series"]["slices"] >= 3
     assert result["technical"]["format"] == "dicom_series"
     assert Image.open(io.BytesIO(base64.b64decode(result["slice_image"]["data"]))).size == (256, 256)
-    assert local_stack.client("s3").list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+    assert local_stack.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="uploads/")["KeyCount"] == 0
+    # what stays is the result's slice sheets: one JPEG and one PNG for up to 64 scored slices
+    assert local_stack.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"results/{scan['scan_id']}/")["KeyCount"] == 2
     item = local_stack.client("dynamodb").get_item(TableName=TABLE, Key={"scan_id": {"S": scan["scan_id"]}})["Item"]
     assert_no_phi(json.dumps(result), str(item), local_stack.log_about(scan["scan_id"]))
 
@@ -103,7 +105,7 @@ def test_hostile_and_wrong_zips_are_refused_with_their_reason_and_deleted(local_
     scan = submit(local_stack, make(nih_slices), filename="scan.zip", content_type=content_type)
     result = wait_for_result(local_stack, scan)
     assert result["status"] == "rejected" and result["reason"]["code"] == code
-    assert local_stack.client("s3").list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+    assert local_stack.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="uploads/")["KeyCount"] == 0
     assert_no_phi(json.dumps(result), local_stack.log_about(scan["scan_id"]))
 
 

@@ -137,7 +137,7 @@ def test_an_oversized_or_unsupported_file_is_refused_before_upload(page_at, tmp_
     page = page_at()
     page.set_input_files("#file", str(big))
     page.wait_for_selector("#file-error:has-text('MB')")
-    assert "accepts up to 20 MB" in page.inner_text("#file-error")
+    assert "accepts up to 40 MB" in page.inner_text("#file-error")
     assert page.is_disabled("#submit")
     shot(page, "5-too-large")
     gif = tmp_path / "x.gif"
@@ -203,13 +203,76 @@ def test_a_dicom_series_zip_shows_the_most_suspicious_slice_chart_and_scroller(p
     page = page_at(PHONE)
     analyse(page, archive)
     page.wait_for_selector("#series:not([hidden])")
-    assert page.inner_text("#caption").startswith("Most suspicious slice:")
+    page.wait_for_selector("#slices-status:has-text('Move the slider')")
+    assert "the most suspicious" in page.inner_text("#caption")
     assert "(most suspicious)" in page.inner_text("#slice-value")
     page.fill("#slice", "1")
     page.dispatch_event("#slice", "input")
-    assert page.inner_text("#slice-value").startswith("Slice 1 of")
+    assert page.inner_text("#slice-value").startswith("Scored slice 1 of")
     assert not any("Doe_Jane" in body for body in page.api_posts)
     shot(page, "9-series-phone")
+
+
+def canvas_pixels(page) -> str:
+    return page.evaluate("document.getElementById('view').toDataURL()")
+
+
+def test_a_300_slice_series_shows_every_scored_slice_with_its_heatmap_by_slider_and_arrow_keys(page_at, local_stack, nih_slices, tmp_path):
+    """Real length: 300 different NIH slices, patient after patient, 2 mm apart (as `make bench-series`)."""
+    from tests.dicom_factory import display_to_hu, series_zip
+
+    ordered = sorted(nih_slices, key=lambda s: (s.patient, s.name))[:300]
+    archive = tmp_path / "series.zip"
+    archive.write_bytes(series_zip([display_to_hu(s.image) for s in ordered], spacing=2.0))
+    page = page_at()
+    page.set_input_files("#file", str(archive))
+    page.wait_for_selector("#submit:not([disabled])")
+    page.click("#submit")
+    page.wait_for_selector("#slices-status:has-text('Move the slider')", timeout=120_000)
+    scan = json.loads(page.evaluate("localStorage.getItem('pancscan.recent')"))[0]
+    result = requests.get(f"{local_stack.url}/v1/scans/{scan['scan_id']}", headers={"X-Scan-Token": scan["result_token"]}, timeout=10).json()
+    series = result["series"]
+    scored = [i for i, p in enumerate(series["slice_probabilities"]) if p is not None]
+    assert series["slices"] == 300 and len(scored) > 100
+
+    # the slider steps through the scored slices; it opens on the most suspicious one
+    assert page.get_attribute("#slice", "max") == str(len(scored))
+    opened = page.input_value("#slice")
+    assert int(opened) == scored.index(series["most_suspicious_slice"]) + 1
+    shot(page, "10-series-300-slices")
+    first_view = canvas_pixels(page)
+
+    # each step draws that slice (its image and heatmap), and says which slice it is and where
+    page.fill("#slice", "1")
+    page.dispatch_event("#slice", "input")
+    assert page.inner_text("#slice-value").startswith(f"Scored slice 1 of {len(scored)}: slice {scored[0] + 1} of 300, 0.0 mm")
+    assert page.inner_text("#caption").startswith(f"Slice {scored[0] + 1} of 300")
+    one = canvas_pixels(page)
+    assert one != first_view
+    page.focus("#view")
+    page.keyboard.press("ArrowRight")
+    assert page.input_value("#slice") == "2"
+    two = canvas_pixels(page)
+    assert two not in (one, first_view)
+    assert f"slice {scored[1] + 1} of 300" in page.inner_text("#slice-value")
+    page.keyboard.press("ArrowLeft")
+    assert canvas_pixels(page) == one  # the same slice draws the same picture
+    page.uncheck("#show-heatmap")
+    assert canvas_pixels(page) != one  # the heatmap was drawn over it
+    page.check("#show-heatmap")
+    page.focus("#slice")
+    page.keyboard.press("End")
+    assert f"slice {scored[-1] + 1} of 300" in page.inner_text("#slice-value")
+
+    # the curve: axes in millimetres and probability, the slice threshold, and how the scan probability comes about
+    chart = page.text_content("#chart")
+    assert "0 mm" in chart and f"{series['positions_mm'][-1]:.0f} mm" in chart and "slice probability" in chart
+    threshold_y = float(page.get_attribute("#chart .threshold", "y1"))
+    assert threshold_y == pytest.approx(100 - series["slice_threshold"] * 92, abs=0.01)
+    explained = page.inner_text("#series-explained")
+    assert "not an average of its slices" in explained and f"{len(scored)} slices" in explained
+    assert page.errors == []
+    shot(page, "11-series-300-last-slice")
 
 
 def test_a_dicom_slice_is_previewed_before_upload(page_at, nih_slices, tmp_path):
