@@ -84,7 +84,10 @@ def test_the_function_runs_from_its_image_contents_without_tensorflow(image_env,
             stored = clients["dynamodb"].get_item(TableName="img-scans", Key={"scan_id": {"S": record.scan_id}})["Item"]
             assert stored["status"]["S"] == "complete"
         assert "dicom_series" in json.dumps(stored["result"])
-        assert clients["s3"].list_objects_v2(Bucket="img-uploads")["KeyCount"] == 0
+        assert clients["s3"].list_objects_v2(Bucket="img-uploads", Prefix="uploads/")["KeyCount"] == 0
+        # the series' slice sheets, written by the image's own code (PIL, boto3, no TensorFlow)
+        sheets = clients["s3"].list_objects_v2(Bucket="img-uploads", Prefix="results/")["Contents"]
+        assert sorted(o["Key"].rsplit("/", 1)[1] for o in sheets) == ["heatmaps-0.png", "slices-0.jpg"]
     finally:
         server.stop()
 
