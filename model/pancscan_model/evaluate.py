@@ -321,7 +321,7 @@ def evaluate_labelled(slices, model) -> tuple[dict, dict[str, Scored], list[dict
     probs = np.array([r.probability if r.probability is not None else model.probability(model.run(c.image).score_logit)
                       for r, c in zip(results, cases)])
     scored = Scored(np.array([c.label for c in cases]), probs, np.array([c.patient for c in cases]), np.zeros(len(cases)),
-                    np.array([status == "rejected" for status, _ in results]))
+                    np.array([r.status == "rejected" for r in results]))
     rows = score_rows("labelled", scored.groups, [s.name for s in slices], scored.labels, probs, scored.rejected)
     return {"labelled": summarise(scored, model.metadata.threshold)}, {"labelled": scored}, rows
 
