@@ -13,23 +13,31 @@ TOOLS ?= .tools
 SAM_CLI ?= .sam-cli
 STACK ?= pancscan-dev
 
-.PHONY: install run test test-unit mutate chromium build-inference tools sam-cli deploy hospital-client audit predict evaluate figure-drift train bench bench-series bench-pipeline load fuzz clean
+.PHONY: install install-serve run test test-unit mutate chromium build-inference tools sam-cli deploy hospital-client audit predict evaluate figure-drift train bench bench-series bench-pipeline load fuzz clean
 
-$(VENV)/.installed: pyproject.toml
+# Installation by need: serving and the local stack (no TensorFlow), then the rest for training,
+# evaluation, tests and benchmarks.
+$(VENV)/.serve-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[serve]'
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.serve-installed
 	$(PY) -m pip install -q -e '.[train,serve,test,fuzz]'
 	touch $@
 
+install-serve: $(VENV)/.serve-installed
 install: $(VENV)/.installed
 
 # The whole stack on this machine: site and API on $(PORT), moto (S3, DynamoDB, SQS) on $(S3_PORT).
-run: install
+run: install-serve
 	$(VENV)/bin/pancscan serve --host $(HOST) --port $(PORT) --s3-port $(S3_PORT)
 
 # Unit and integration tests in a random order (pytest-randomly; the seed is printed: rerun one with
 # --randomly-seed=N), then the model and end-to-end tests in file order.
 test: install chromium build-inference tools sam-cli
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -p no:cacheprovider tests/unit tests/integration
 	$(PY) -m pytest -q -p no:cacheprovider -p no:randomly tests/model tests/e2e
 
@@ -50,13 +58,13 @@ $(SAM_CLI)/.installed:
 	touch $@
 
 # Build (the inference image needs Docker) and deploy with samconfig.toml, then publish the site.
-deploy: install sam-cli
+deploy: install-serve sam-cli
 	$(SAM_CLI)/bin/sam build
 	$(SAM_CLI)/bin/sam deploy --config-env $(or $(ENV),default)
 	$(PY) -m pancscan_local.deploy_site --stack $(STACK)
 
-# A hospital's app client (AuthMode jwt): prints its id and secret once. Runbook: README, "Deploy to AWS".
-hospital-client: install
+# A hospital's app client (AuthMode jwt): prints its id and secret once. Runbook: docs/deploy-and-operations.md.
+hospital-client: install-serve
 	@test -n "$(NAME)" || (echo "usage: make hospital-client NAME=<hospital> [STACK=...]" >&2; exit 2)
 	$(PY) -m pancscan_local.hospital_client --stack $(STACK) add $(NAME)
 
@@ -71,7 +79,7 @@ chromium:
 
 # The inference function's image contents, as its Dockerfile builds them (no Docker engine here).
 build-inference: build/inference/.built
-build/inference/.built: functions/inference/Dockerfile functions/inference/requirements.txt functions/inference/app.py $(wildcard layers/runtime/pancscan/*.py) model/pancscan.tflite | install
+build/inference/.built: functions/inference/Dockerfile functions/inference/requirements.txt functions/inference/app.py $(wildcard layers/runtime/pancscan/*.py layers/runtime/pancscan/*/*.py) model/pancscan.tflite | install
 	$(PY) -m pancscan_local.image build/inference
 	touch $@
 
@@ -86,7 +94,7 @@ mutate: install
 	$(PY) mutation/run.py
 
 # make predict FILE=path/to/slice.jpg
-predict: install
+predict: install-serve
 	$(VENV)/bin/pancscan predict $(FILE)
 
 # The card's figures, on the shipped model's test cases and patients (model/evaluation holds the shipped report).
@@ -113,7 +121,7 @@ bench-pipeline: install
 	$(PY) bench/bench_pipeline.py --data $(DATA)
 
 # 200 scans from 20 concurrent clients against a fresh local stack (loopback only).
-load: install
+load: install-serve
 	$(PY) bench/load.py --data $(DATA)
 
 # Fuzz the upload readers with atheris for FUZZ_SECONDS (default 300).

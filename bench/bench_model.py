@@ -32,7 +32,7 @@ import numpy as np
 mode, n, images_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 images = np.load(images_path)
 if mode == "tflite":
-    from pancscan.model import load_model
+    from pancscan.detection.model import load_model
     model = load_model()
     t_loaded = time.perf_counter()
     run = lambda x: model.run(x)
@@ -40,7 +40,7 @@ else:
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from pancscan.model import SHIPPED_MODEL
+    from pancscan.detection.model import SHIPPED_MODEL
     from pancscan_model.network import build_backbone, build_inference_model
     backbone = build_backbone()
     backbone.load_weights(SHIPPED_MODEL.with_suffix(".weights.h5"))
@@ -77,7 +77,7 @@ def _pinned(command: list[str]) -> list[str]:
 PREDICT = PEAK_MB + r"""
 import atexit, sys
 atexit.register(lambda: print(f"peak_mb {peak_mb()}", file=sys.stderr))
-from pancscan.cli import main
+from pancscan_cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -110,7 +110,7 @@ def main() -> None:
 
     import numpy as np
 
-    from pancscan.imaging import to_model_input
+    from pancscan.reading.imaging import to_model_input
     from pancscan_model.data import load_nih_slices
 
     slices = load_nih_slices(args.data)[:20]

@@ -32,7 +32,7 @@ IMAGE = REPO / "build" / "inference"
 COLD_START = PEAK_MB + """
 import sys, time; t0 = time.perf_counter()
 import app
-from pancscan.predict import predict_bytes
+from pancscan.detection.predict import predict_bytes
 predict_bytes(open(sys.argv[1], "rb").read(), app.model)
 print(peak_mb())
 """
@@ -76,8 +76,8 @@ def pipeline_latency(files: list[Path], scans: int, series: bytes, series_runs: 
 
 
 def direct_latency(files: list[Path], scans: int) -> list[float]:
-    from pancscan.model import load_model
-    from pancscan.predict import predict_bytes
+    from pancscan.detection.model import load_model
+    from pancscan.detection.predict import predict_bytes
 
     model = load_model()
     data = [f.read_bytes() for f in files]

@@ -52,11 +52,11 @@ print(json.dumps({"seconds": time.perf_counter() - started}))
 STAGES_CHILD = PEAK_MB + r"""
 import json, sys, time
 t0 = time.perf_counter()
-from pancscan.model import load_model
-from pancscan.predict import predict_scan
-from pancscan.scan_input import read_scan
-from pancscan.inference import result_pngs
-from pancscan.slice_sheets import slice_sheets
+from pancscan.detection.model import load_model
+from pancscan.detection.predict import predict_scan
+from pancscan.reading.scan_input import read_scan
+from pancscan.service.inference import result_pngs
+from pancscan.outputs.slice_sheets import slice_sheets
 model = load_model()
 meta = model.metadata
 data = open(sys.argv[1], "rb").read()
@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per measurement; medians reported")
     args = parser.parse_args()
 
-    from pancscan.imaging import to_model_input
+    from pancscan.reading.imaging import to_model_input
     from pancscan_model.data import load_nih_slices
 
     slices = sorted(load_nih_slices(args.data), key=lambda s: (s.patient, s.name))

@@ -41,7 +41,7 @@ CONDITIONS = {"xnnpack-1": ("1", "AUTO"), "xnnpack-2": ("2", "AUTO"),
 CHILD = r"""
 import sys
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
-from pancscan import model
+from pancscan.detection import model
 from pancscan_model.evaluate import evaluate
 
 resolver = getattr(OpResolverType, sys.argv[1])

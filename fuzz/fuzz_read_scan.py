@@ -18,7 +18,7 @@ import atheris
 
 with atheris.instrument_imports(include=["pancscan"]):
     from pancscan.errors import ScanRejected
-    from pancscan.scan_input import read_scan
+    from pancscan.reading.scan_input import read_scan
 
 
 def seed_corpus(folder: Path) -> None:

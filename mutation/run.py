@@ -30,9 +30,12 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 SOURCES = {
     "src/pancscan": "layers/runtime/pancscan",
     "src/pancscan_local": "infra/pancscan_local",
+    "src/pancscan_client": "client/pancscan_client",  # not mutated; the tests import them
+    "src/pancscan_cli": "cli/pancscan_cli",
     "src/pancscan_function_api.py": "functions/api/app.py",
 }
-MUTATED = [f"src/pancscan/{name}.py" for name in ("archive", "scans", "inference", "dicom", "nifti", "imaging", "ood", "settings")] + [
+MUTATED = [f"src/pancscan/{name}.py" for name in ("reading/archive", "service/scans", "service/inference", "reading/dicom", "reading/nifti",
+                                                  "reading/imaging", "detection/ood", "service/settings")] + [
     "src/pancscan_function_api.py", "src/pancscan_local/auth.py"]  # auth: the JWT authorizer (issuer.py is the token endpoint)
 ALSO_COPIED = ["events", "site", "template.yaml", "model/pancscan.json", "model/pancscan.tflite"]
 # in-process tests only: the e2e tests run the installed code in other processes; the model tests and
@@ -156,7 +159,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--fresh", action="store_true", help="forget earlier results (build/mutation) and start over")
     parser.add_argument("--survivors", action="store_true", help="try again only the mutants not killed so far (after adding tests)")
-    parser.add_argument("mutants", nargs="*", help="only these mutants (names or globs), e.g. 'pancscan.archive.*'")
+    parser.add_argument("mutants", nargs="*", help="only these mutants (names or globs), e.g. 'pancscan.reading.archive.*'")
     args = parser.parse_args()
     stage(args.fresh)
     mutants = args.mutants

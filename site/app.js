@@ -308,7 +308,7 @@ function drawView() {
   if (hottest <= 0.1) $("caption").textContent += " No spot on this slice reached 10% on the heatmap, so none is marked.";
 }
 
-// How the scan's probability comes from its slices (pancscan.series: the strongest stretch,
+// How the scan's probability comes from its slices (pancscan.detection.series: the strongest stretch,
 // weighed against the length of pancreas scored).
 function seriesInWords(series, result) {
   const [first, last] = series.strongest_stretch;

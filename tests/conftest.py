@@ -23,7 +23,7 @@ def shared_folder(variable: str, default: Path, marker: str, what: str) -> Path:
     """The folder in $``variable`` (else ``default``) holding ``marker``; the test skips, saying so, without it."""
     path = Path(os.environ.get(variable, default))
     if not (path / marker).exists():
-        pytest.skip(f"{what} not found at {path}: set {variable} (see README, 'Data')")
+        pytest.skip(f"{what} not found at {path}: set {variable} (see docs/model-and-data.md, 'Data')")
     return path
 
 
@@ -64,7 +64,7 @@ def shipped_split(shipped_model, msd_slices, nih_slices):
 
 @pytest.fixture(scope="session")
 def shipped_model():
-    from pancscan.model import load_model
+    from pancscan.detection.model import load_model
 
     return load_model()
 

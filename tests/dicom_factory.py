@@ -95,7 +95,7 @@ def series_zip(hu_slices: list[np.ndarray], *, spacing: float = 2.5, shuffle_see
 
 def zip_members(data: bytes) -> list[tuple[str, bytes]]:
     """Every member of an uploaded zip that the series reader sees, read whole, as (name, bytes)."""
-    from pancscan.archive import read_member, zip_entries
+    from pancscan.reading.archive import read_member, zip_entries
 
     opened, infos = zip_entries(data)
     return [(info.filename, read_member(opened, info)) for info in infos]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from pancscan.errors import ScanRejected
-from pancscan.scans import BUSY, CLAIMED, FINAL_STATUSES, GONE, PROCESSING, ScanRecord
+from pancscan.service.scans import BUSY, CLAIMED, FINAL_STATUSES, GONE, PROCESSING, ScanRecord
 
 
 class InMemoryScanStore:

@@ -1,6 +1,6 @@
 """PancScan API (API Gateway HTTP API): create scans with a presigned upload, read and delete results.
 
-Thin: parse the request, call the domain (``pancscan.scans``), map errors to JSON responses.
+Thin: parse the request, call the domain (``pancscan.service.scans``), map errors to JSON responses.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Que
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, BeforeValidator, Field
 
-from pancscan import __version__, scans
-from pancscan.aws import DynamoResearchStore, DynamoScanStore, S3SheetStore, S3UploadStore
+from pancscan import __version__
+from pancscan.service import scans
+from pancscan.service.aws import DynamoResearchStore, DynamoScanStore, S3SheetStore, S3UploadStore
 from pancscan.errors import FAILURE_CODES, REASON_CODES
-from pancscan.fhir import fhir_bundle
-from pancscan.settings import Settings
+from pancscan.outputs.fhir import fhir_bundle
+from pancscan.service.settings import Settings
 
 logger = Logger(service="pancscan-api")
 settings = Settings.from_env()

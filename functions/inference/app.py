@@ -2,7 +2,7 @@
 (and a series' slice sheets, under results/).
 
 Thin: the model is loaded once per container at import; each record goes through
-``pancscan.inference.process_upload``. Logs carry scan ids and outcomes, never file contents.
+``pancscan.service.inference.process_upload``. Logs carry scan ids and outcomes, never file contents.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pancscan.aws import DynamoResearchStore, DynamoScanStore, S3SheetStore, S3UploadStore
-from pancscan.inference import Retention, process_upload
-from pancscan.model import load_model
-from pancscan.predict import predict_bytes
-from pancscan.settings import Settings
+from pancscan.service.aws import DynamoResearchStore, DynamoScanStore, S3SheetStore, S3UploadStore
+from pancscan.service.inference import Retention, process_upload
+from pancscan.detection.model import load_model
+from pancscan.detection.predict import predict_bytes
+from pancscan.service.settings import Settings
 
 logger = Logger(service="pancscan-inference")
 settings = Settings.from_env()

@@ -7,7 +7,7 @@
 `add` prints the client's id and secret once (Cognito shows the secret again to administrators
 only): hand them to the hospital over a channel fit for a password. The authorizer admits a client
 once its id is in the stack's HospitalClientIds parameter and the stack is deployed again; the
-README's runbook has the steps, rotation included. Locally (`pancscan serve --auth`) pass
+The runbook (docs/deploy-and-operations.md) has the steps, rotation included. Locally (`pancscan serve --auth`) pass
 --user-pool-id from its console and AWS_ENDPOINT_URL; every local client is admitted at once.
 """
 

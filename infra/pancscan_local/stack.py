@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import boto3
 from moto.server import ThreadedMotoServer
 
-from pancscan.settings import Settings
+from pancscan.service.settings import Settings
 from pancscan_local.auth import Denied, authorization_header, authorize, event_authorizer
 from pancscan_local.issuer import LocalIssuer
 from pancscan_local.lambda_runtime import LocalContext, http_api_event, load_handler, response_parts

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pancscan.imaging import to_model_input
-from pancscan.model import SliceModel
-from pancscan.ood import fit_ranges, slice_features
+from pancscan.reading.imaging import to_model_input
+from pancscan.detection.model import SliceModel
+from pancscan.detection.ood import fit_ranges, slice_features
 from pancscan_model import metrics
 from pancscan_model.data import CTSlice
 
@@ -73,7 +73,7 @@ def fit_series_on_validation(model: SliceModel, val_msd: list[CTSlice], val_nih:
 
 def refit_series_rule(nih_dir, msd_dir, model_path=None, log=print) -> dict:
     """`pancscan fit-series`: the rule fitted again for an exported model, written into its metadata."""
-    from pancscan.model import default_model_path
+    from pancscan.detection.model import default_model_path
     from pancscan_model.data import load_msd_slices, load_nih_slices
 
     model = SliceModel(model_path or default_model_path())

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from pancscan.imaging import MODEL_SIZE, to_model_input
+from pancscan.reading.imaging import MODEL_SIZE, to_model_input
 from pancscan_model.data import CTSlice
 from pancscan_model.fill import jpeg_roundtrip, training_fill, transplant, tumour_attenuation
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pancscan.imaging import hu_to_display
-from pancscan.nifti import radiological_axial
+from pancscan.reading.imaging import hu_to_display
+from pancscan.reading.nifti import radiological_axial
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 SATURATED = 250  # grey levels: bone, contrast (HU clipped to 0..255)

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from pancscan import model as runtime_model
-from pancscan.imaging import to_model_input
-from pancscan.model import platt
-from pancscan.predict import predict_bytes, predict_model_input
+from pancscan.detection import model as runtime_model
+from pancscan.reading.imaging import to_model_input
+from pancscan.detection.model import platt
+from pancscan.detection.predict import predict_bytes, predict_model_input
 from pancscan_model import metrics, realistic_series
 from pancscan_model.calibration import by_case
 from pancscan_model.data import load_class_folders, load_msd_slices, load_msd_task07, load_nih_slices
@@ -265,7 +265,7 @@ def _gallery(msd, tumour, nih, normal, threshold: float, margin_px: int, out_dir
     slices it scores highest (third row). Heatmap in red where above 0.1, as on the page."""
     from PIL import Image
 
-    from pancscan.overlay import overlay
+    from pancscan_client.overlay import overlay
 
     def tile(item, heatmap, outline: bool) -> np.ndarray:
         image = np.asarray(overlay(to_model_input(item.image) * 255, heatmap, opacity=0.7), np.float32)

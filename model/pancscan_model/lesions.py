@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from pancscan.imaging import WINDOW_WIDTH_HU, hu_to_display
+from pancscan.reading.imaging import WINDOW_WIDTH_HU, hu_to_display
 
 UNITS_PER_HU = 255.0 / WINDOW_WIDTH_HU
 STYLES = ("train", "heldout")

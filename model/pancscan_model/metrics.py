@@ -6,7 +6,7 @@ import numpy as np
 from scipy.special import expit
 from scipy.stats import rankdata
 
-from pancscan.model import platt
+from pancscan.detection.model import platt
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -11,7 +11,7 @@ they are (every slice shows a pancreas: the hardest case) or with their pancreas
 for the slices above and below the pancreas that a real series mostly holds).
 
 Every distinct slice is scored once through the runtime; a rebuilt series is a list of indices into
-those scores, and the rule is applied with the runtime's own functions (pancscan.series).
+those scores, and the rule is applied with the runtime's own functions (pancscan.detection.series).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from pancscan.errors import ScanRejected
-from pancscan.imaging import to_model_input
-from pancscan.model import SeriesRule, SliceModel
-from pancscan.predict import check_and_run, series_score
-from pancscan.series import sample_on_grid, window_means
+from pancscan.reading.imaging import to_model_input
+from pancscan.detection.model import SeriesRule, SliceModel
+from pancscan.detection.predict import check_and_run, series_score
+from pancscan.detection.series import sample_on_grid, window_means
 from pancscan_model import metrics
 from pancscan_model.data import CTSlice
 from pancscan_model.fill import erase_tumour

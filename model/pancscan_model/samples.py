@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from pancscan.imaging import to_model_input
+from pancscan.reading.imaging import to_model_input
 from pancscan_model.data import CTSlice
 from pancscan_model.lesions import simulate_lesion
 

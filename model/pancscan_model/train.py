@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from pancscan.imaging import MODEL_SIZE, WINDOW_CENTER_HU, WINDOW_WIDTH_HU, to_model_input
+from pancscan.reading.imaging import MODEL_SIZE, WINDOW_CENTER_HU, WINDOW_WIDTH_HU, to_model_input
 from pancscan_model.calibration import calibrate_on_validation
 from pancscan_model.crops import BatchMix, batches, prepare
 from pancscan_model.data import Splits, data_hash, load_msd_slices, load_nih_slices, make_splits

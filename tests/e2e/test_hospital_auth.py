@@ -18,7 +18,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pancscan.cli import main
+from pancscan_cli.main import main
 from pancscan_local.process import served_stack
 
 SCAN = {"filename": "scan", "content_type": "image/jpeg", "size": 1000}

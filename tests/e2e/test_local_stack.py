@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from pancscan.predict import label_confidence
+from pancscan.detection.predict import label_confidence
 from pancscan_local.template import resource
 
 BUCKET, TABLE = "pancscan-local-uploads", "pancscan-local-scans"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import requests
 
-from pancscan import scans
+from pancscan.service import scans
 from pancscan.errors import FAILURE_CODES, REASON_CODES
 
 

@@ -76,8 +76,8 @@ def axe_problems(page) -> list[str]:
 def detected_tumour(shipped_split, shipped_model, tmp_path_factory):
     """A real tumour of a test case (MSD, never trained on) as a JPEG in the radiological view: the
     first slice, in file order, that the model detects with its heatmap's peak on the tumour."""
-    from pancscan.imaging import to_model_input
-    from pancscan.predict import predict_model_input
+    from pancscan.reading.imaging import to_model_input
+    from pancscan.detection.predict import predict_model_input
     from pancscan_model.evaluate import peak_on_tumour
 
     tumours, _ = shipped_split
@@ -318,7 +318,7 @@ def test_a_real_tumour_slice_shows_its_heatmap_on_the_tumour(page_at, detected_t
 
 
 def test_a_normal_slice_without_a_hot_spot_says_that_nothing_is_marked(page_at, local_stack, nih_dir, shipped_model):
-    from pancscan.predict import predict_bytes
+    from pancscan.detection.predict import predict_bytes
 
     quiet = next(p for p in sorted((nih_dir / "images").glob("*.jpg")) if predict_bytes(p.read_bytes(), shipped_model).heatmap.max() <= 0.1)
     page = page_at()

@@ -5,7 +5,7 @@ import json
 
 import pydicom
 
-from pancscan.cli import main
+from pancscan_cli.main import main
 from tests.dicom_factory import PHI_STRINGS, ct_dataset, display_to_hu, to_bytes
 
 

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from pancscan import scans
+from pancscan.service import scans
 from pancscan_local.image import build
 from pancscan_local.resources import create_resources
 from tests.dicom_factory import display_to_hu, series_zip
@@ -97,6 +97,9 @@ def test_image_folder_follows_the_dockerfile(tmp_path, monkeypatch):
     monkeypatch.setattr("pancscan_local.image.subprocess.run", lambda *a, **k: None)
     env = build(tmp_path / "image")
     assert (tmp_path / "image" / "task" / "app.py").is_file()
-    assert (tmp_path / "image" / "task" / "pancscan" / "inference.py").is_file()
+    assert (tmp_path / "image" / "task" / "pancscan" / "service" / "inference.py").is_file()
+    # the runtime by role, and only it: neither the CLI nor the hospital-side client is in the image
+    runtime = {p.name for p in (tmp_path / "image" / "task" / "pancscan").iterdir() if p.name != "__pycache__"}
+    assert runtime == {"__init__.py", "errors.py", "reading", "detection", "service", "outputs"}
     assert Path(env["PANCSCAN_MODEL"]).is_file()
     assert not any((tmp_path / "image").rglob("*.weights.h5"))  # the Keras weights stay out

@@ -12,7 +12,7 @@ from PIL import Image
 
 import numpy as np
 
-from pancscan.aws import S3UploadStore
+from pancscan.service.aws import S3UploadStore
 from pancscan.errors import ScanRejected
 from tests.conftest import png_bytes
 from tests.integration.conftest import BUCKET, TABLE
@@ -121,7 +121,7 @@ def test_presigned_post_policy_pins_key_type_size_and_expiry(api):
     assert {"key": f"uploads/{created['scan_id']}"} in conditions
     assert {"Content-Type": "image/png"} in conditions
     assert ["content-length-range", 1, 2000000] in conditions
-    # S3 enforces the policy's own expiration (5 minutes, as the README says); the page is told the same moment
+    # S3 enforces the policy's own expiration (5 minutes, as docs/hospital-integration.md says); the page is told the same moment
     expiration = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00")).timestamp()
     assert before + 300 - 2 <= expiration <= time.time() + 300 + 1
     assert abs(created["upload"]["expires_at"] - expiration) <= 1
@@ -148,8 +148,8 @@ def test_health_and_openapi(api):
 
 
 def test_dynamodb_claims_hold_for_their_lease_and_final_scans_stay_final(aws):
-    from pancscan import scans
-    from pancscan.aws import DynamoScanStore
+    from pancscan.service import scans
+    from pancscan.service.aws import DynamoScanStore
 
     store = DynamoScanStore(TABLE)
     record, _ = scans.new_scan(scans.UploadRequest("a.png", "image/png", 10), now=1000, ttl_seconds=10**6)

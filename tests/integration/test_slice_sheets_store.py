@@ -11,7 +11,7 @@ import pytest
 import requests
 from PIL import Image
 
-from pancscan.aws import S3SheetStore
+from pancscan.service.aws import S3SheetStore
 from tests.dicom_factory import display_to_hu, series_zip
 from tests.integration.conftest import BUCKET
 from tests.integration.test_pipeline import create, item, upload
@@ -68,17 +68,17 @@ def test_delete_removes_the_sheets_with_the_result(aws, api, inference, series):
 
 
 def test_a_series_deleted_while_it_is_scored_leaves_neither_item_nor_sheets(aws, api, inference, series, monkeypatch):
-    import pancscan.inference
+    import pancscan.service.inference
 
     created = create(api, series, "application/zip", "s.zip")
     key = upload(aws, created, series)
-    real_sheets = pancscan.inference.slice_sheets
+    real_sheets = pancscan.service.inference.slice_sheets
 
     def delete_first(slices):  # the owner's DELETE lands while the model's output is turned into sheets
         assert api("DELETE", f"/v1/scans/{created['scan_id']}", token=created["result_token"]) == (204, None)
         return real_sheets(slices)
 
-    monkeypatch.setattr(pancscan.inference, "slice_sheets", delete_first)
+    monkeypatch.setattr(pancscan.service.inference, "slice_sheets", delete_first)
     with pytest.raises(Exception, match="ConditionalCheckFailed"):
         inference(quote_plus(key))
     assert item(aws, created["scan_id"]) is None

@@ -1,4 +1,4 @@
-"""The model card's (and the README's) figures are the report's, and a fresh `pancscan evaluate` gives the
+"""The model card's (and the documents') figures are the report's, and a fresh `pancscan evaluate` gives the
 same report and scores, within what machines differ by (pancscan_model/reproduction.py)."""
 
 import json
@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from pancscan.cli import main
+from pancscan_cli.main import main
 from pancscan_model.evaluate import read_scores, real_figures
 from pancscan_model.reproduction import SCORE_TOLERANCE, decision_margins, figure_differences, item_differences, leaves
 from tests.conftest import REPO
@@ -78,8 +78,11 @@ def test_the_cards_thresholds_and_counts_are_the_reports():
     assert report["model_version"] in (REPO / "model" / "pancscan.json").read_text()
 
 
-@pytest.mark.parametrize("document", [CARD, REPO / "README.md"], ids=["card", "readme"])
-def test_every_figure_with_an_interval_in_the_card_and_the_readme_is_in_the_report(document):
+DOCUMENTS = [CARD, REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=[d.stem for d in DOCUMENTS])
+def test_every_figure_with_an_interval_in_the_card_and_the_documents_is_in_the_report(document):
     report = json.loads(REPORT.read_text())
     known = set()
 

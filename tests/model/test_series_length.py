@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from pancscan.predict import predict_bytes
+from pancscan.detection.predict import predict_bytes
 from pancscan_model.dicom_series import hu_from_slice, series_zip
 from pancscan_model.realistic_series import LENGTH_SPACING_MM, among, at_spacing, groups_of
 

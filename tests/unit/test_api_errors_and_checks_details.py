@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from pancscan import scans
+from pancscan.service import scans
 from pancscan.errors import ScanRejected
-from pancscan.imaging import _to_grey, decode_image, hu_to_display, to_model_input
-from pancscan.ood import check_image, check_pancreas, slice_features
+from pancscan.reading.imaging import _to_grey, decode_image, hu_to_display, to_model_input
+from pancscan.detection.ood import check_image, check_pancreas, slice_features
 from pancscan_local.lambda_runtime import LocalContext
 from tests.conftest import png_bytes
 from tests.unit.test_handlers import (  # noqa: F401 (fixtures)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from pancscan.cli import main
+from pancscan_cli.main import main
 from tests.conftest import png_bytes
 
 FIELDS = {"path", "status", "label", "probability", "confidence", "threshold", "model_version", "reason"}
@@ -51,7 +51,7 @@ def test_misuse_without_paths_exits_with_usage_error():
 def test_console_script_runs_as_a_separate_process(tmp_path):
     path = tmp_path / "blank.png"
     path.write_bytes(png_bytes(np.zeros((64, 64))))
-    done = subprocess.run([sys.executable, "-m", "pancscan.cli", "predict", "--json", str(path)],
+    done = subprocess.run([sys.executable, "-m", "pancscan_cli.main", "predict", "--json", str(path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "rejected"
@@ -62,7 +62,7 @@ def test_runtime_path_never_imports_tensorflow(tmp_path):
     path = tmp_path / "blank.png"
     path.write_bytes(png_bytes(np.zeros((64, 64))))
     code = (
-        "import sys; from pancscan.cli import main; main(['predict', '--json', sys.argv[1]]); "
+        "import sys; from pancscan_cli.main import main; main(['predict', '--json', sys.argv[1]]); "
         "assert 'ai_edge_litert' in sys.modules, 'the model was not loaded'; "
         "assert not any(m == 'tensorflow' or m.startswith(('tensorflow.', 'keras')) for m in sys.modules), 'TF imported'"
     )

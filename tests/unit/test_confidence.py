@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pancscan.predict import label_confidence
+from pancscan.detection.predict import label_confidence
 
 
 @pytest.mark.parametrize("threshold", [0.1, 0.3, 0.5, 0.74, 0.9])

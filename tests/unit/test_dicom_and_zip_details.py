@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from pancscan.dicom import dicom_slice, parse_dicom, require_axial_ct
+from pancscan.reading.dicom import dicom_slice, parse_dicom, require_axial_ct
 from pancscan.errors import ScanRejected
 from tests.dicom_factory import ct_dataset, to_bytes, zip_members, zip_of
 from tests.unit.test_zip_limits import zip_declaring

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pancscan.archive import zip_folder
+from pancscan.reading.archive import zip_folder
 from pancscan.errors import ScanRejected
-from pancscan.imaging import _to_grey, decode_image
-from pancscan.ood import fit_ranges
+from pancscan.reading.imaging import _to_grey, decode_image
+from pancscan.detection.ood import fit_ranges
 from pancscan_local.auth import Denied, authorize, event_authorizer
 from tests.unit.test_authorizer import CONFIG, NOW, claims, signed
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
-from pancscan import scans
+from pancscan.service import scans
 from pancscan_local.lambda_runtime import LocalContext, load_handler
 from tests.fakes import InMemoryScanStore, InMemorySheetStore, InMemoryUploadStore
 
@@ -83,12 +83,12 @@ def test_inference_handler_processes_each_record_with_its_decoded_key(env, monke
 
 
 def test_the_model_is_loaded_once_per_container_not_per_invocation(env, monkeypatch, nih_dir):
-    import pancscan.model
+    import pancscan.detection.model
 
     loads = []
-    real_init = pancscan.model.SliceModel.__init__
-    monkeypatch.setattr(pancscan.model.SliceModel, "__init__", lambda self, *a: (loads.append(1), real_init(self, *a))[1])
-    pancscan.model.load_model.cache_clear()
+    real_init = pancscan.detection.model.SliceModel.__init__
+    monkeypatch.setattr(pancscan.detection.model.SliceModel, "__init__", lambda self, *a: (loads.append(1), real_init(self, *a))[1])
+    pancscan.detection.model.load_model.cache_clear()
     handler, table, bucket = cold_handler_with_fake_stores("inference", monkeypatch)  # a cold start
     assert len(loads) == 1  # at import, before any request
     ct_slice = sorted((nih_dir / "images").glob("*.jpg"))[0].read_bytes()
@@ -178,7 +178,7 @@ def test_with_hospital_auth_the_openapi_document_names_the_client_credentials_sc
 
 
 def test_an_unknown_auth_mode_fails_at_cold_start_not_on_a_request():
-    from pancscan.settings import Settings
+    from pancscan.service.settings import Settings
 
     with pytest.raises(RuntimeError, match="AUTH_MODE"):
         Settings.from_env({"BUCKET_NAME": "b", "TABLE_NAME": "t", "AUTH_MODE": "cognito"})

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pancscan.errors import REASON_CODES, ScanRejected
-from pancscan.scan_input import read_scan
+from pancscan.reading.scan_input import read_scan
 from tests.conftest import jpeg_bytes, png_bytes, png_claiming
 from tests.dicom_factory import ct_dataset, display_to_hu, series_zip, to_bytes
 
@@ -106,7 +106,7 @@ def test_empty_and_blank_files_are_unreadable(data):
 
 
 def test_fuzzer_findings_stay_fixed():
-    # atheris found these (see README, Reliability): a NIfTI whose data block is cut short, and a
+    # atheris found these (see docs/deploy-and-operations.md, Reliability): a NIfTI whose data block is cut short, and a
     # DICOM whose group-length value has the wrong number of bytes (pydicom's BytesLengthException)
     nifti = VALID["nifti"]
     assert outcome(nifti[: len(nifti) - 100]) == "unreadable_file"

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from pancscan.errors import ScanRejected
-from pancscan.imaging import decode_image, hu_to_display, to_model_input
+from pancscan.reading.imaging import decode_image, hu_to_display, to_model_input
 from tests.conftest import jpeg_bytes, png_bytes, png_claiming
 
 

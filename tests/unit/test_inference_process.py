@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pancscan import scans
+from pancscan.service import scans
 from pancscan.errors import ScanRejected
-from pancscan.inference import ProcessingError, grey_png, process_upload
-from pancscan.predict import ScanResult
+from pancscan.service.inference import ProcessingError, grey_png, process_upload
+from pancscan.detection.predict import ScanResult
 from tests.fakes import InMemoryScanStore, InMemoryUploadStore
 
 MAX = 10_000

@@ -1,4 +1,4 @@
-"""The markers pyproject.toml declares select what they say (README, testing: -m 'not slow')."""
+"""The markers pyproject.toml declares select what they say (docs/development.md, Testing: -m 'not slow')."""
 
 import subprocess
 import sys

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pancscan.errors import ScanRejected
-from pancscan.ood import check_image, check_pancreas, fit_ranges, slice_features
+from pancscan.detection.ood import check_image, check_pancreas, fit_ranges, slice_features
 
 
 def test_features_measure_intensity_classes():

@@ -10,10 +10,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pancscan import nifti
+from pancscan.reading import nifti
 from pancscan.errors import ScanRejected
-from pancscan.nifti import gunzip_limited, is_nifti, radiological_axial, read_nifti
-from pancscan.scan_input import read_scan
+from pancscan.reading.nifti import gunzip_limited, is_nifti, radiological_axial, read_nifti
+from pancscan.reading.scan_input import read_scan
 from tests.dicom_factory import ct_dataset, to_bytes
 
 MB = 2**20

@@ -6,9 +6,9 @@ import io
 import pytest
 
 from pancscan.errors import ScanRejected
-from pancscan.inference import Retention, process_upload
-from pancscan.research import CSV_FIELDS, research_entry, write_csv
-from pancscan.settings import Settings
+from pancscan.service.inference import Retention, process_upload
+from pancscan.service.research import CSV_FIELDS, research_entry, write_csv
+from pancscan.service.settings import Settings
 from tests.fakes import InMemoryResearchStore
 from tests.unit.test_inference_process import MAX, CountingScorer, new_world
 

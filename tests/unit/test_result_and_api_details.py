@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pancscan import scans
+from pancscan.service import scans
 from pancscan.errors import FAILURE_CODES
-from pancscan.inference import Outcome, ProcessingError, UploadMissing, grey_png, process_upload, result_pngs, take_upload
-from pancscan.predict import ScanResult
+from pancscan.service.inference import Outcome, ProcessingError, UploadMissing, grey_png, process_upload, result_pngs, take_upload
+from pancscan.detection.predict import ScanResult
 from pancscan_local.lambda_runtime import LocalContext
 from tests.fakes import InMemoryScanStore, InMemoryUploadStore
 from tests.unit.test_handlers import api, api_event, api_for_hospitals, as_client, env  # noqa: F401 (fixtures)

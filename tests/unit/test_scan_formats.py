@@ -13,8 +13,8 @@ import pytest
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from pancscan.errors import ScanRejected
-from pancscan.nifti import gunzip_limited
-from pancscan.scan_input import read_scan
+from pancscan.reading.nifti import gunzip_limited
+from pancscan.reading.scan_input import read_scan
 from tests.dicom_factory import PHI_STRINGS, ct_dataset, display_to_hu, series_zip, to_bytes, zip_of
 
 SIZE = 64
@@ -214,8 +214,8 @@ def test_gzip_is_decompressed_up_to_its_limit_and_no_further(limit, refused):
 
 
 def test_a_gzip_bomb_is_stopped_while_decompressing(monkeypatch):
-    assert inspect.signature(gunzip_limited).parameters["limit"].default == 2**30  # 1 GB, as the README says
-    monkeypatch.setattr("pancscan.nifti.gunzip_limited", functools.partial(gunzip_limited, limit=2**20))  # a smaller bomb
+    assert inspect.signature(gunzip_limited).parameters["limit"].default == 2**30  # 1 GB, as docs/model-and-data.md says
+    monkeypatch.setattr("pancscan.reading.nifti.gunzip_limited", functools.partial(gunzip_limited, limit=2**20))  # a smaller bomb
     assert rejected_code(gzip.compress(b"\0" * (8 * 2**20))) == "too_large"
 
 

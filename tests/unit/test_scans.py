@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from pancscan import scans
-from pancscan.scans import InvalidRequest, UploadRequest
+from pancscan.service import scans
+from pancscan.service.scans import InvalidRequest, UploadRequest
 
 MAX = 1000
 

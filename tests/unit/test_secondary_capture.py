@@ -7,8 +7,8 @@ import numpy as np
 import pydicom
 from PIL import Image
 
-from pancscan import submit
-from pancscan.secondary_capture import CAPTION_PX, can_capture, secondary_capture
+from pancscan_client import submit
+from pancscan_client.secondary_capture import CAPTION_PX, can_capture, secondary_capture
 from tests.dicom_factory import ct_dataset, series_zip, to_bytes
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pancscan.series import extent_surprise, sample_on_grid, scored_extent_mm, strongest_stretch
+from pancscan.detection.series import extent_surprise, sample_on_grid, scored_extent_mm, strongest_stretch
 
 
 def test_a_thin_series_is_sampled_every_grid_step_and_a_thick_one_whole():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pancscan.settings import Settings
+from pancscan.service.settings import Settings
 
 BASE = {"BUCKET_NAME": "b", "TABLE_NAME": "t"}
 

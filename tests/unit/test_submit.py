@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import requests
 
-from pancscan import submit
+from pancscan_client import submit
 from tests.conftest import png_bytes
 from tests.dicom_factory import ct_dataset, display_to_hu, to_bytes
 

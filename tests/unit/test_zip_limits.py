@@ -1,4 +1,4 @@
-"""Each limit of an uploaded zip (README: 2000 files, 64 MB a file, 1 GB expanded, 200:1 compression,
+"""Each limit of an uploaded zip (docs/model-and-data.md: 2000 files, 64 MB a file, 1 GB expanded, 200:1 compression,
 1000 slices, a file larger than it declares) refuses a zip by itself and names itself; the size limits
 fire from the central directory, before anything is decompressed."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pancscan.errors import ScanRejected
-from pancscan.scan_input import read_scan
+from pancscan.reading.scan_input import read_scan
 from tests.dicom_factory import ct_dataset, to_bytes, zip_members, zip_of
 
 MB = 1024 * 1024

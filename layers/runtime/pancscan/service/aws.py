@@ -1,5 +1,5 @@
 """The only place that talks to AWS: DynamoDB and S3 behind the ScanStore and UploadStore
-interfaces of ``pancscan.scans``. Clients honour AWS_ENDPOINT_URL (the local stack sets it)."""
+interfaces of ``pancscan.service.scans``. Clients honour AWS_ENDPOINT_URL (the local stack sets it)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from pancscan.errors import ScanRejected
-from pancscan.scans import BUSY, CLAIMED, GONE, PENDING, PROCESSING, RESULTS_PREFIX, ScanRecord
+from pancscan.service.scans import BUSY, CLAIMED, GONE, PENDING, PROCESSING, RESULTS_PREFIX, ScanRecord
 
 
 def _config() -> Config:
@@ -101,7 +101,7 @@ class DynamoScanStore:
 
 
 class DynamoResearchStore:
-    """De-identified results kept for research (pancscan.research); the entry is kept as JSON text."""
+    """De-identified results kept for research (pancscan.service.research); the entry is kept as JSON text."""
 
     def __init__(self, table_name: str, resource=None):
         self.table = (resource or boto3.resource("dynamodb", config=_config())).Table(table_name)

@@ -17,7 +17,7 @@ import numpy as np
 MODEL_ENV = "PANCSCAN_MODEL"
 THREADS_ENV = "PANCSCAN_THREADS"
 # The shipped artefact sits in model/ at the top of the repository.
-SHIPPED_MODEL = Path(__file__).resolve().parents[3] / "model" / "pancscan.tflite"
+SHIPPED_MODEL = Path(__file__).resolve().parents[4] / "model" / "pancscan.tflite"
 
 
 @dataclass(frozen=True)
@@ -96,10 +96,8 @@ def interpreter_threads() -> int:
 
 
 def _interpreter(model_path: Path):
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # pragma: no cover - only where LiteRT has no wheel
-        from tensorflow.lite import Interpreter  # type: ignore[no-redef]
+    from ai_edge_litert.interpreter import Interpreter  # LiteRT only: the runtime never loads TensorFlow
+
     return Interpreter(model_path=str(model_path), num_threads=interpreter_threads())
 
 

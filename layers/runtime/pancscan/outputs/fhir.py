@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from pancscan.scans import COMPLETE, ScanRecord
+from pancscan.service.scans import COMPLETE, ScanRecord
 
 DISCLAIMER = ("Research software, not a medical device: the model learned from real tumours of one hospital and "
               "normal pancreases of another, misses many tumours and is untested on other hospitals' scans. Not a diagnosis.")

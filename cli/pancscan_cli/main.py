@@ -8,9 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from pancscan.archive import zip_folder
+from pancscan.reading.archive import zip_folder
 from pancscan.errors import ScanRejected
-from pancscan.predict import ScanResult, predict_bytes, rejected
+from pancscan.detection.predict import ScanResult, predict_bytes, rejected
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
 DISCLAIMER = "PancScan is research software, not a medical device: never use it for diagnosis."
@@ -46,7 +46,7 @@ def describe(path: str, result: ScanResult) -> str:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from pancscan.model import load_model
+    from pancscan.detection.model import load_model
 
     try:
         model = load_model(args.model)
@@ -58,7 +58,7 @@ def _predict(args: argparse.Namespace) -> int:
     for name in args.paths:
         result = predict_path(Path(name), model)
         if args.heatmap_dir and result.heatmap is not None:
-            from pancscan.overlay import save_overlay
+            from pancscan_client.overlay import save_overlay
 
             save_overlay(result.image * 255.0, result.heatmap, Path(args.heatmap_dir) / f"{Path(name).stem}.heatmap.png")
         print(json.dumps({"path": name, **result.as_dict()}) if args.json else describe(name, result), flush=True)
@@ -96,7 +96,7 @@ def _fit_series(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from pancscan.submit import ClientCredentials, run
+    from pancscan_client.submit import ClientCredentials, run
 
     credentials = None
     if args.client_id:
@@ -114,8 +114,8 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _export_results(args: argparse.Namespace) -> int:
-    from pancscan.aws import DynamoResearchStore
-    from pancscan.research import write_csv
+    from pancscan.service.aws import DynamoResearchStore
+    from pancscan.service.research import write_csv
 
     entries = DynamoResearchStore(args.table).entries()
     if args.out == "-":

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pancscan import slice_sheets
+from pancscan.outputs import slice_sheets
 
 UPLOAD_PREFIX = "uploads/"
 RESULTS_PREFIX = "results/"  # a series' slice sheets: results/<scan_id>/<name>, expiring with the result
@@ -100,7 +100,7 @@ class UploadStore(Protocol):
 
 
 class SheetStore(Protocol):
-    """A series' slice sheets (pancscan.slice_sheets), kept beside its result, never in the table."""
+    """A series' slice sheets (pancscan.outputs.slice_sheets), kept beside its result, never in the table."""
     def put(self, scan_id: str, sheets: dict[str, bytes]) -> None: ...
     def delete(self, scan_id: str) -> None:
         """Every sheet of the scan, whatever wrote it."""

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from pancscan.errors import ScanRejected
-from pancscan.imaging import MAX_SIDE_PX
+from pancscan.reading.imaging import MAX_SIDE_PX
 
 # pydicom logs (not only warns) about odd values, quoting them: header values can be patient data.
 logging.getLogger("pydicom").disabled = True

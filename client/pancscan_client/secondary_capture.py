@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from pancscan.overlay import overlay
+from pancscan_client.overlay import overlay
 
 # Patient and study modules, copied from the source so that the capture files into the same study.
 FROM_SOURCE = ("SpecificCharacterSet", "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",

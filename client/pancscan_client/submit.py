@@ -5,7 +5,7 @@ has a final status. Results go to ``results.jsonl`` (appended as they come) and 
 the output folder; a rerun skips the files whose content already has a final result there.
 
 With ``dicom_sc``, each complete result of a DICOM scan is also written as a DICOM Secondary Capture
-filed into the source study (pancscan.secondary_capture), its patient and study attributes copied
+filed into the source study (pancscan_client.secondary_capture), its patient and study attributes copied
 here from the source files.
 
 Where the API takes hospital clients only, the client either sends a given bearer token or, with a
@@ -33,10 +33,10 @@ from typing import Callable, Iterator
 import pydicom
 import requests
 
-from pancscan.archive import IGNORED, zip_folder
-from pancscan.dicom import has_image, is_dicom
-from pancscan.scan_input import detect_format
-from pancscan.secondary_capture import can_capture, secondary_capture
+from pancscan.reading.archive import IGNORED, zip_folder
+from pancscan.reading.dicom import has_image, is_dicom
+from pancscan.reading.scan_input import detect_format
+from pancscan_client.secondary_capture import can_capture, secondary_capture
 
 FINAL = ("complete", "rejected", "failed")
 CSV_FIELDS = ["path", "sha256", "scan_id", "status", "label", "probability", "confidence", "threshold",

@@ -11,15 +11,15 @@ from typing import Sequence
 import numpy as np
 
 from pancscan.errors import ScanRejected
-from pancscan.model import RawOutput, SeriesRule, SliceModel, platt
-from pancscan.ood import check_image, check_pancreas, slice_features
-from pancscan.scan_input import ScanInput, read_scan
-from pancscan.series import ASSUMED_SPACING_MM, extent_surprise, scored_extent_mm, strongest_stretch
-from pancscan.slice_sheets import ScoredSlice
+from pancscan.detection.model import RawOutput, SeriesRule, SliceModel, platt
+from pancscan.detection.ood import check_image, check_pancreas, slice_features
+from pancscan.reading.scan_input import ScanInput, read_scan
+from pancscan.detection.series import ASSUMED_SPACING_MM, extent_surprise, scored_extent_mm, strongest_stretch
+from pancscan.outputs.slice_sheets import ScoredSlice
 
 LABELS = ("no_cancer_detected", "cancer_detected")
 # Series rules of models before 0.2.1: slice logits (of slices that passed the checks) -> one scan logit.
-# Newer models use the strongest stretch over millimetres (pancscan.series).
+# Newer models use the strongest stretch over millimetres (pancscan.detection.series).
 SERIES_RULES = {
     "max": lambda logits: float(np.max(logits)),
     "top2_mean": lambda logits: float(np.mean(np.sort(logits)[-2:])),

@@ -1,0 +1,1 @@
+"""The model and what is made of its outputs: slice checks, the slice model, the series rule, results."""

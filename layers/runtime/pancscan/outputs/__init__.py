@@ -1,0 +1,1 @@
+"""Result formats the service serves: FHIR, and a series' slice sheets."""
