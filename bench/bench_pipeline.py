@@ -59,6 +59,7 @@ def series_zip_bytes(files: list[Path], slices: int) -> bytes:
     sys.path.insert(0, str(REPO))
     import numpy as np
     from PIL import Image
+
     from tests.dicom_factory import display_to_hu, series_zip
 
     images = [display_to_hu(np.asarray(Image.open(f).convert("L"), np.float32)[::-1]) for f in files]

@@ -77,8 +77,9 @@ print(json.dumps({"import and load": t1 - t0, "unzip and headers": t2 - t1, "dec
 
 
 def series_zip(slices, count: int, spacing_mm: float = 2.0) -> bytes:
-    from pancscan_model.dicom_series import ct_slice, hu_from_slice
     from pydicom.uid import generate_uid
+
+    from pancscan_model.dicom_series import ct_slice, hu_from_slice
 
     chosen = [slices[k % len(slices)] for k in range(count)]
     uid, hu = generate_uid(), {}
@@ -114,6 +115,7 @@ def predict_process(path: Path, env: dict | None = None) -> tuple[float, float]:
 def stack_upload_to_result(path: Path, repeats: int) -> float:
     """Median seconds from create to final result of the series through a warm local stack."""
     from bench_pipeline import one_scan
+
     from pancscan_local.process import served_stack
 
     data = path.read_bytes()

@@ -88,3 +88,12 @@ def png_claiming(width: int, height: int) -> bytes:
     struct.pack_into(">II", data, 16, width, height)  # IHDR data starts at byte 16
     struct.pack_into(">I", data, 29, zlib.crc32(data[12:29]))  # CRC over the chunk type and its 13 bytes
     return bytes(data)
+
+
+def refusal_of(call, *args) -> tuple[str, str]:
+    """The reason code and message with which ``call(*args)`` refuses its input (users see both)."""
+    from pancscan.errors import ScanRejected
+
+    with pytest.raises(ScanRejected) as caught:
+        call(*args)
+    return caught.value.code, caught.value.message

@@ -8,9 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from pancscan.reading.archive import zip_folder
-from pancscan.errors import ScanRejected
 from pancscan.detection.predict import ScanResult, predict_bytes, rejected
+from pancscan.errors import ScanRejected
+from pancscan.reading.archive import zip_folder
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
 DISCLAIMER = "PancScan is research software, not a medical device: never use it for diagnosis."

@@ -19,10 +19,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, BeforeValidator, Field
 
 from pancscan import __version__
-from pancscan.service import scans
-from pancscan.service.aws import DynamoResearchStore, DynamoScanStore, S3SheetStore, S3UploadStore
 from pancscan.errors import FAILURE_CODES, REASON_CODES
 from pancscan.outputs.fhir import fhir_bundle
+from pancscan.service import scans
+from pancscan.service.aws import DynamoResearchStore, DynamoScanStore, S3SheetStore, S3UploadStore
 from pancscan.service.settings import Settings
 
 logger = Logger(service="pancscan-api")

@@ -14,10 +14,10 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pancscan.service.aws import DynamoResearchStore, DynamoScanStore, S3SheetStore, S3UploadStore
-from pancscan.service.inference import Retention, process_upload
 from pancscan.detection.model import load_model
 from pancscan.detection.predict import predict_bytes
+from pancscan.service.aws import DynamoResearchStore, DynamoScanStore, S3SheetStore, S3UploadStore
+from pancscan.service.inference import Retention, process_upload
 from pancscan.service.settings import Settings
 
 logger = Logger(service="pancscan-inference")

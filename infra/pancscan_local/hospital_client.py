@@ -19,8 +19,8 @@ import sys
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pancscan_local.issuer import create_hospital_client
 from pancscan_local.deploy_site import stack_outputs
+from pancscan_local.issuer import create_hospital_client
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pancscan.reading.imaging import to_model_input
 from pancscan.detection.model import SliceModel
 from pancscan.detection.ood import fit_ranges, slice_features
+from pancscan.reading.imaging import to_model_input
 from pancscan_model import metrics
 from pancscan_model.data import CTSlice
+
 
 def by_case(slices: list[CTSlice]) -> list[list[CTSlice]]:
     cases: dict[str, list[CTSlice]] = {}

@@ -32,9 +32,9 @@ import numpy as np
 from scipy import ndimage
 
 from pancscan.detection import model as runtime_model
-from pancscan.reading.imaging import to_model_input
 from pancscan.detection.model import platt
 from pancscan.detection.predict import predict_bytes, predict_model_input
+from pancscan.reading.imaging import to_model_input
 from pancscan_model import metrics, realistic_series
 from pancscan_model.calibration import by_case
 from pancscan_model.data import load_class_folders, load_msd_slices, load_msd_task07, load_nih_slices

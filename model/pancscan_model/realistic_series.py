@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pancscan.errors import ScanRejected
-from pancscan.reading.imaging import to_model_input
 from pancscan.detection.model import SeriesRule, SliceModel
 from pancscan.detection.predict import check_and_run, series_score
 from pancscan.detection.series import sample_on_grid, window_means
+from pancscan.errors import ScanRejected
+from pancscan.reading.imaging import to_model_input
 from pancscan_model import metrics
 from pancscan_model.data import CTSlice
 from pancscan_model.fill import erase_tumour

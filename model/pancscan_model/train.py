@@ -23,7 +23,6 @@ from pancscan_model.data import Splits, data_hash, load_msd_slices, load_nih_sli
 from pancscan_model.export import export_model
 from pancscan_model.network import build_backbone, build_inference_model
 
-
 HARD_CELLS = 8  # map cells per crop that count as its false alarms
 # 0.2.1: the weights of 0.2.0 with the series rule over millimetres
 MODEL_VERSION = "0.2.1"

@@ -151,9 +151,9 @@ def test_the_running_api_with_auth_conforms_to_its_document(auth_stack, tmp_path
 
 
 def test_the_page_says_uploads_are_for_hospital_systems_only(auth_stack):
-    from tests.e2e.test_site import CHROMIUM, FLAGS
-
     from playwright.sync_api import sync_playwright
+
+    from tests.e2e.test_site import CHROMIUM, FLAGS
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)

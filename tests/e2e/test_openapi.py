@@ -6,8 +6,8 @@ from pathlib import Path
 
 import requests
 
-from pancscan.service import scans
 from pancscan.errors import FAILURE_CODES, REASON_CODES
+from pancscan.service import scans
 
 
 def test_the_document_names_every_route_error_and_reason_code(local_stack):

@@ -76,8 +76,8 @@ def axe_problems(page) -> list[str]:
 def detected_tumour(shipped_split, shipped_model, tmp_path_factory):
     """A real tumour of a test case (MSD, never trained on) as a JPEG in the radiological view: the
     first slice, in file order, that the model detects with its heatmap's peak on the tumour."""
-    from pancscan.reading.imaging import to_model_input
     from pancscan.detection.predict import predict_model_input
+    from pancscan.reading.imaging import to_model_input
     from pancscan_model.evaluate import peak_on_tumour
 
     tumours, _ = shipped_split

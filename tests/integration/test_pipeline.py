@@ -7,13 +7,12 @@ import time
 from datetime import datetime
 from urllib.parse import quote_plus
 
+import numpy as np
 import pytest
 from PIL import Image
 
-import numpy as np
-
-from pancscan.service.aws import S3UploadStore
 from pancscan.errors import ScanRejected
+from pancscan.service.aws import S3UploadStore
 from tests.conftest import png_bytes
 from tests.integration.conftest import BUCKET, TABLE
 

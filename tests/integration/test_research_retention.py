@@ -7,8 +7,8 @@ import json
 import pytest
 
 from pancscan.service.aws import DynamoResearchStore
-from pancscan_cli.main import main
 from pancscan.service.research import research_entry
+from pancscan_cli.main import main
 from pancscan_local.lambda_runtime import LocalContext, load_handler
 from pancscan_local.resources import create_table
 from tests.integration.conftest import BUCKET, EVENTS

@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pancscan_cli.main import main
 from pancscan.detection.predict import predict_bytes
+from pancscan_cli.main import main
 from tests.conftest import png_bytes
 from tests.dicom_factory import PHI_STRINGS, ct_dataset, display_to_hu, series_zip, to_bytes
 

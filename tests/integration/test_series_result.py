@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pancscan.detection.predict import predict_model_input, predict_series
 from pancscan.reading.imaging import to_model_input
 from pancscan.service.inference import result_pngs
-from pancscan.detection.predict import predict_model_input, predict_series
 from pancscan_model.reproduction import SCORE_TOLERANCE
 
 

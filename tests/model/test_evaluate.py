@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pancscan_cli.main import main
 from pancscan.detection.predict import predict_bytes
+from pancscan_cli.main import main
 from pancscan_model.reproduction import AUROC_TOLERANCE
 
 pytestmark = pytest.mark.model

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from pancscan_cli.main import main
-from pancscan.reading.imaging import to_model_input
 from pancscan.detection.predict import label_confidence, predict_model_input
+from pancscan.reading.imaging import to_model_input
+from pancscan_cli.main import main
 from pancscan_model.evaluate import peak_on_tumour
 
 pytestmark = pytest.mark.model

@@ -10,8 +10,8 @@ import pytest
 pytestmark = pytest.mark.model
 tf = pytest.importorskip("tensorflow")
 
-from pancscan.reading.imaging import to_model_input  # noqa: E402
 from pancscan.detection.model import SHIPPED_MODEL, SliceModel  # noqa: E402
+from pancscan.reading.imaging import to_model_input  # noqa: E402
 from pancscan_model.crops import BatchMix, batches, prepare  # noqa: E402
 from pancscan_model.network import build_backbone, build_inference_model  # noqa: E402
 from pancscan_model.train import TrainConfig, make_train_step, train  # noqa: E402

@@ -1,6 +1,7 @@
 """The local JWT authorizer checks what API Gateway's does, in its order and with its answers."""
 
 import json
+import time
 
 import jwt
 import pytest
@@ -93,3 +94,81 @@ def test_the_denial_body_is_api_gateways():
 ])
 def test_the_authorization_header_is_found_whatever_the_case_of_its_name(headers, found):
     assert authorization_header(headers) == found
+
+
+# --- the local JWT authorizer ---------------------------------------------------------------------
+
+def denial(header, scopes=("pancscan/read",), now=NOW) -> Denied:
+    with pytest.raises(Denied) as denied:
+        authorize(header, CONFIG, scopes, now=now)
+    return denied.value
+
+
+def challenge(description: str, scope: str = "", error: str = "invalid_token") -> str:
+    return f'Bearer scope="{scope}" error="{error}" error_description="{description}"'
+
+
+@pytest.mark.parametrize("header, description", [
+    (None, "no token in the Authorization header"),
+    ("Bearer   ", "no token in the Authorization header"),
+    (signed(claims(), kid="k2"), "the token is not signed by a key of the issuer"),
+    ("Bearer abc.def.ghi", "the token's signature or form is invalid"),
+    (signed(claims(iss="https://elsewhere.example")), "the token does not have a valid issuer"),
+    (signed(claims(client_id="hospital-z")), "the token does not have a valid audience"),
+    (signed(claims(exp=NOW - 1)), "the token has expired"),
+    (signed(claims(nbf=NOW + 60)), "the token is not valid yet"),
+    (signed(claims(iat=NOW + 60)), "the token was issued in the future"),
+])
+def test_each_401_names_its_reason_in_the_challenge_header(header, description):
+    denied = denial(header)
+    assert denied.status == 401
+    assert str(denied) == description
+    assert denied.headers == {"Content-Type": "application/json", "www-authenticate": challenge(description)}
+    assert json.loads(denied.body) == {"message": "Unauthorized"}
+
+
+def test_a_403_lists_every_expected_scope_in_the_description_and_the_scope_attribute():
+    scopes = ("pancscan/read", "pancscan/admin")
+    denied = denial(signed(claims(scope="pancscan/submit")), scopes)
+    assert denied.status == 403
+    assert str(denied) == "expected scopes: [pancscan/read pancscan/admin]"
+    assert denied.headers == {
+        "Content-Type": "application/json",
+        "www-authenticate": challenge("expected scopes: [pancscan/read pancscan/admin]",
+                                      scope="pancscan/read pancscan/admin", error="insufficient_scope"),
+    }
+    assert json.loads(denied.body) == {"message": "Forbidden"}
+
+
+def test_without_now_the_clock_decides():
+    now = time.time()
+    token = signed(claims(iat=int(now) - 10, exp=int(now) + 3600))
+    assert authorize(token, CONFIG, ("pancscan/read",))["client_id"] == "hospital-a"
+    assert denial(signed(claims(iat=int(now) - 7200, exp=int(now) - 3600)), now=None).status == 401
+
+
+def test_a_token_is_valid_from_its_nbf_second_on():
+    assert authorize(signed(claims(nbf=NOW)), CONFIG, ("pancscan/read",), now=NOW)
+    assert str(denial(signed(claims(nbf=NOW + 1)))) == "the token is not valid yet"
+
+
+@pytest.mark.parametrize("nbf", ["yesterday", True])
+def test_a_non_numeric_nbf_is_refused(nbf):
+    assert str(denial(signed(claims(nbf=nbf)))) == "the token is not valid yet"
+
+
+def test_a_token_issued_this_second_is_accepted_one_issued_next_second_is_not():
+    assert authorize(signed(claims(iat=NOW)), CONFIG, ("pancscan/read",), now=NOW)
+    assert str(denial(signed(claims(iat=NOW + 1)))) == "the token was issued in the future"
+
+
+def test_an_aud_list_admits_when_any_of_its_entries_is_in_the_audience():
+    token = signed(claims(aud=["someone-else", "hospital-b"], client_id=None))
+    assert authorize(token, CONFIG, ("pancscan/read",), now=NOW)["aud"] == ["someone-else", "hospital-b"]
+    assert str(denial(signed(claims(aud=["someone-else"], client_id="hospital-a")))) == (
+        "the token does not have a valid audience")
+
+
+def test_the_event_has_no_scopes_when_the_token_has_none():
+    assert event_authorizer(claims(scope=None))["jwt"]["scopes"] is None
+    assert event_authorizer(claims(scope=""))["jwt"]["scopes"] is None

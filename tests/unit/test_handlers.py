@@ -5,7 +5,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from pancscan.service import scans
 from pancscan_local.lambda_runtime import LocalContext, load_handler

@@ -4,9 +4,9 @@ with exactly one final record, and its upload does not stay in the bucket."""
 import numpy as np
 import pytest
 
+from pancscan.detection.predict import ScanResult
 from pancscan.service import scans
 from pancscan.service.inference import ProcessingError, process_upload
-from pancscan.detection.predict import ScanResult
 from tests.fakes import InMemoryScanStore, InMemoryUploadStore
 
 LEASE = 60

@@ -7,6 +7,14 @@ import pytest
 
 from pancscan.service import scans
 from pancscan.service.scans import InvalidRequest, UploadRequest
+from tests.unit.test_handlers import (  # noqa: F401 (fixtures)
+    api,
+    api_event,
+    api_for_hospitals,
+    as_client,
+    cold_handler_with_fake_stores,
+    env,
+)
 
 MAX = 1000
 
@@ -72,3 +80,50 @@ def test_public_view_has_the_result_fields_and_no_secret():
     assert {"scan_id", "status", *scans.RESULT_FIELDS, "heatmap"} <= set(view)
     assert "token_hash" not in view and record.token_hash not in str(view)
     assert base64.b64decode(view["heatmap"]["data"]) == record.heatmap_png
+
+
+# --- the scan domain: upload requests and new scans --------------------------------------------------
+
+ALL_TYPES = "image/png, image/jpeg, application/dicom, application/zip, application/gzip, application/octet-stream"
+
+
+def test_an_unsupported_type_is_refused_with_every_accepted_type_listed():
+    with pytest.raises(scans.InvalidRequest) as caught:
+        scans.validate_upload_request(scans.UploadRequest("a.gif", "image/gif", 10), MAX)
+    assert caught.value.code == "unsupported_type"
+    assert caught.value.message == str(caught.value) == f"content_type must be one of {ALL_TYPES}"
+
+
+@pytest.mark.parametrize("content_type", scans.CONTENT_TYPES)
+def test_each_accepted_type_passes_at_one_byte_and_at_the_maximum(content_type):
+    for size in (1, MAX):
+        scans.validate_upload_request(scans.UploadRequest("x", content_type, size), MAX)
+
+
+def test_the_domain_refuses_one_byte_over_the_maximum_with_the_limit_in_the_message():
+    with pytest.raises(scans.InvalidRequest) as caught:
+        scans.validate_upload_request(scans.UploadRequest("a.png", "image/png", MAX + 1), MAX)
+    assert (caught.value.code, caught.value.message, str(caught.value)) == ("too_large", "size must be at most 1000 bytes",
+                                                                           "size must be at most 1000 bytes")
+
+
+@pytest.mark.parametrize("content_type", ["application/dicom", "application/zip"])
+def test_a_new_scan_keeps_the_declared_content_type_and_size(content_type):
+    record, _ = scans.new_scan(scans.UploadRequest("a", content_type, 77), now=5, ttl_seconds=10)
+    assert (record.content_type, record.size, record.created_at, record.expires_at) == (content_type, 77, 5, 15)
+
+
+def test_the_result_token_carries_256_random_bits_url_safe():
+    _, token = scans.new_scan(scans.UploadRequest("a", "image/png", 1), now=0, ttl_seconds=10)
+    assert len(token) == 43 and "=" not in token
+    assert len(base64.urlsafe_b64decode(token + "=")) == 32
+
+
+# --- the scan domain --------------------------------------------------------------------------------
+
+
+def test_a_refused_upload_request_carries_its_message():
+    with pytest.raises(scans.InvalidRequest) as caught:
+        scans.validate_upload_request(scans.UploadRequest("a.png", "image/png", 1001), 1000)
+    assert caught.value.code == "too_large"
+    assert caught.value.message == str(caught.value) == "size must be at most 1000 bytes"

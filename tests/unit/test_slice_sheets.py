@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pancscan.service import scans
-from pancscan.service.inference import process_upload
 from pancscan.detection.predict import ScanResult
 from pancscan.outputs.slice_sheets import COLUMNS, SLICES_PER_SHEET, ScoredSlice, scored_indices, sheet_count, slice_sheets, tile_of
+from pancscan.service import scans
+from pancscan.service.inference import process_upload
 from pancscan_local.lambda_runtime import LocalContext
 from tests.fakes import InMemorySheetStore
 from tests.unit.test_handlers import api, api_event, api_for_hospitals, as_client, env  # noqa: F401 (fixtures)

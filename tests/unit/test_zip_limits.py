@@ -1,8 +1,11 @@
-"""Each limit of an uploaded zip (docs/model-and-data.md: 2000 files, 64 MB a file, 1 GB expanded, 200:1 compression,
-1000 slices, a file larger than it declares) refuses a zip by itself and names itself; the size limits
-fire from the central directory, before anything is decompressed."""
+"""The zip reader (pancscan.reading.archive): each limit of an uploaded zip (docs/model-and-data.md:
+2000 files, 64 MB a file, 1 GB expanded, 200:1 compression, 1000 slices, a file larger than it
+declares) refuses a zip by itself and names itself, the size limits firing from the central
+directory before anything is decompressed; the exact refusal of damaged, unsafe and unextractable
+members; and the folder zip of `pancscan submit` with its size limit."""
 
 import io
+import stat
 import struct
 import zipfile
 
@@ -11,7 +14,9 @@ import numpy as np
 import pytest
 
 from pancscan.errors import ScanRejected
+from pancscan.reading.archive import zip_folder
 from pancscan.reading.scan_input import read_scan
+from tests.conftest import refusal_of
 from tests.dicom_factory import ct_dataset, to_bytes, zip_members, zip_of
 
 MB = 1024 * 1024
@@ -121,3 +126,117 @@ def test_a_nifti_volume_of_1001_slices_is_over_the_1000_slice_limit():
     with pytest.raises(ScanRejected) as caught:
         read_scan(volume, (127.5, 255.0), 8)
     assert caught.value.code == "too_large" and "1001 slices; the limit is 1000" in caught.value.message
+
+
+# --- zip_folder -----------------------------------------------------------------------------------
+
+def test_the_folder_zip_holds_the_regular_files_by_relative_path_compressed(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "IM0001.dcm").write_bytes(b"DICM" * 1000)
+    (tmp_path / "sub" / "IM0002.dcm").write_bytes(b"second")
+    (tmp_path / "link.dcm").symlink_to(tmp_path / "IM0001.dcm")
+    with zipfile.ZipFile(io.BytesIO(zip_folder(tmp_path, MB))) as archive:
+        assert archive.namelist() == ["IM0001.dcm", "sub/IM0002.dcm"]
+        assert archive.read("IM0001.dcm") == b"DICM" * 1000
+        assert archive.read("sub/IM0002.dcm") == b"second"
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+
+
+@pytest.mark.parametrize("max_bytes", [MB + 1, 3 * MB + 12345])  # not whole MB: the message rounds down
+def test_a_folder_over_max_bytes_is_too_large_in_whole_megabytes(tmp_path, max_bytes):
+    (tmp_path / "a.dcm").write_bytes(b"\0" * (max_bytes - 10))
+    (tmp_path / "b.dcm").write_bytes(b"\0" * 11)
+    with pytest.raises(ScanRejected) as refused:
+        zip_folder(tmp_path, max_bytes)
+    assert refused.value.code == "too_large"
+    assert refused.value.message == f"The folder holds over {max_bytes // MB} MB."
+
+
+def test_a_folder_of_exactly_max_bytes_is_zipped(tmp_path):
+    (tmp_path / "a.dcm").write_bytes(b"\0" * (MB + 1 - 11))
+    (tmp_path / "b.dcm").write_bytes(b"\0" * 11)
+    with zipfile.ZipFile(io.BytesIO(zip_folder(tmp_path, MB + 1))) as archive:
+        assert sum(info.file_size for info in archive.infolist()) == MB + 1
+
+
+UNSAFE_PATH = "The zip holds a file with an unsafe path (absolute or '..')."
+
+
+# Zip members
+
+
+def test_a_damaged_zip_is_refused_with_its_message():
+    assert refusal_of(lambda: (zip_members(b"PK\x03\x04" + b"\0" * 40))) == (
+        "unreadable_file", "The zip file is damaged.")
+
+
+def test_directory_entries_are_not_members():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as written:
+        written.writestr("scans/", b"")
+        written.writestr("scans/IM0001.dcm", b"slice")
+    assert (zip_members(buffer.getvalue())) == [("scans/IM0001.dcm", b"slice")]
+
+
+@pytest.mark.parametrize("ignored", ["__MACOSX/scans/._IM0001.dcm", ".DS_Store", "scans/.DS_Store", "DICOMDIR",
+                                     "scans/Thumbs.db"])
+def test_system_files_are_skipped_and_the_files_after_them_still_read(ignored):
+    data = zip_of({ignored: b"junk", "IM0001.dcm": b"slice 1", "IM0002.dcm": b"slice 2"})
+    assert (zip_members(data)) == [("IM0001.dcm", b"slice 1"), ("IM0002.dcm", b"slice 2")]
+
+
+@pytest.mark.parametrize("name", [
+    "/etc/evil.dcm",
+    "\\evil.dcm",
+    "../evil.dcm",
+    "scans/../../evil.dcm",
+    "scans\\..\\..\\evil.dcm",
+    "C:",
+    "C:evil.dcm",
+    "C:/evil.dcm",
+    "C:\\evil.dcm",
+])
+def test_absolute_parent_and_drive_paths_are_refused_with_their_message(name):
+    assert refusal_of(lambda: (zip_members(zip_of({name: b"x"})))) == ("unreadable_file", UNSAFE_PATH)
+
+
+@pytest.mark.parametrize("name", ["a", "IM0001.dcm", "scans/IM0001.dcm", "scans\\IM0001.dcm", "scan..1.dcm",
+                                  "..dcm", "ab:c.dcm"])
+def test_relative_names_are_read_even_with_dots_or_colons_inside_a_part(name):
+    assert (zip_members(zip_of({name: b"x"}))) == [(name, b"x")]
+
+
+def test_a_symbolic_link_is_refused_with_its_message():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as written:
+        link = zipfile.ZipInfo("link.dcm")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        written.writestr(link, "/etc/passwd")
+    assert refusal_of(lambda: (zip_members(buffer.getvalue()))) == (
+        "unreadable_file", "The zip holds a symbolic link.")
+
+
+def test_an_implausible_compression_ratio_is_refused_with_its_message():
+    assert refusal_of(lambda: (zip_members(zip_declaring([(MB + 1, 1)])))) == (
+        "too_large", "The zip's compression ratio is implausible for images (a zip bomb?).")
+
+
+def damaged_member() -> bytes:
+    data = bytearray(zip_of({"IM0001.dcm": b"DICM" * 100}))
+    central = data.index(b"PK\x01\x02")
+    struct.pack_into("<I", data, central + 16, 0xDEADBEEF)  # a CRC-32 that the data do not have
+    return bytes(data)
+
+
+def encrypted_member() -> bytes:
+    data = bytearray(zip_of({"IM0001.dcm": b"DICM" * 100}))
+    central = data.index(b"PK\x01\x02")
+    data[central + 8] |= 1  # general purpose flag: encrypted
+    data[6] |= 1  # and in the local header
+    return bytes(data)
+
+
+@pytest.mark.parametrize("make", [damaged_member, encrypted_member], ids=["bad-crc", "encrypted"])
+def test_a_member_that_cannot_be_extracted_is_refused_with_its_message(make):
+    assert refusal_of(lambda: (zip_members(make()))) == (
+        "unreadable_file", "A file in the zip could not be extracted (damaged or encrypted).")

@@ -10,12 +10,12 @@ from typing import Sequence
 
 import numpy as np
 
-from pancscan.errors import ScanRejected
 from pancscan.detection.model import RawOutput, SeriesRule, SliceModel, platt
 from pancscan.detection.ood import check_image, check_pancreas, slice_features
-from pancscan.reading.scan_input import ScanInput, read_scan
 from pancscan.detection.series import ASSUMED_SPACING_MM, extent_surprise, scored_extent_mm, strongest_stretch
+from pancscan.errors import ScanRejected
 from pancscan.outputs.slice_sheets import ScoredSlice
+from pancscan.reading.scan_input import ScanInput, read_scan
 
 LABELS = ("no_cancer_detected", "cancer_detected")
 # Series rules of models before 0.2.1: slice logits (of slices that passed the checks) -> one scan logit.

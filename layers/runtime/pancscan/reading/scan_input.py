@@ -13,13 +13,22 @@ from typing import Callable
 
 import numpy as np
 
-from pancscan.reading.archive import read_member, zip_entries
-from pancscan.reading.dicom import (DicomSlice, dicom_image, dicom_slice, has_image, header_before_pixels, is_dicom, parse_dicom,
-                            require_axial_ct, require_ct_without_image)
+from pancscan.detection.series import ASSUMED_SPACING_MM, sample_on_grid
 from pancscan.errors import ScanRejected
+from pancscan.reading.archive import read_member, zip_entries
+from pancscan.reading.dicom import (
+    DicomSlice,
+    dicom_image,
+    dicom_slice,
+    has_image,
+    header_before_pixels,
+    is_dicom,
+    parse_dicom,
+    require_axial_ct,
+    require_ct_without_image,
+)
 from pancscan.reading.imaging import decode_image, hu_to_display, to_model_input
 from pancscan.reading.nifti import GZIP_MAGIC, is_nifti, read_nifti
-from pancscan.detection.series import ASSUMED_SPACING_MM, sample_on_grid
 
 ZIP_MAGIC = b"PK\x03\x04"
 MAX_SERIES_SLICES = 1000

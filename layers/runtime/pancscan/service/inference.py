@@ -20,11 +20,11 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from pancscan.errors import FAILURE_CODES, ScanRejected
 from pancscan.detection.predict import ScanResult
+from pancscan.errors import FAILURE_CODES, ScanRejected
+from pancscan.outputs.slice_sheets import slice_sheets
 from pancscan.service.research import ResearchStore, research_entry
 from pancscan.service.scans import BUSY, FAILED, GONE, REJECTED, ScanStore, SheetStore, UploadStore, scan_id_from_key
-from pancscan.outputs.slice_sheets import slice_sheets
 
 Scorer = Callable[[bytes], ScanResult]
 

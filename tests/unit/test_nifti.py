@@ -1,20 +1,19 @@
-"""The NIfTI and DICOM readers in detail: the exact reason and message of each refusal (users see
-them), both sides of each limit, and the values that come out (HU, spacing after reorientation)."""
+"""The NIfTI reader (pancscan.reading.nifti) in detail: the exact reason and message of each refusal
+(users see them), both sides of each limit, and the values that come out (HU, spacing after
+reorientation)."""
 
 import gzip
 import struct
 import tracemalloc
-import warnings
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from pancscan.reading import nifti
 from pancscan.errors import ScanRejected
+from pancscan.reading import nifti
 from pancscan.reading.nifti import gunzip_limited, is_nifti, radiological_axial, read_nifti
-from pancscan.reading.scan_input import read_scan
-from tests.dicom_factory import ct_dataset, to_bytes
+from tests.conftest import refusal_of
 
 MB = 2**20
 NOT_CT = "The volume's values do not look like CT Hounsfield units (MR?); PancScan's model reads CT only."
@@ -38,12 +37,6 @@ def ct_volume(shape=(4, 5, 3)) -> np.ndarray:
     raw = np.random.default_rng(0).integers(0, 1000, shape)
     raw[0, 0, 0] = -1000
     return raw
-
-
-def refusal(call, *args) -> tuple[str, str]:
-    with pytest.raises(ScanRejected) as caught:
-        call(*args)
-    return caught.value.code, caught.value.message
 
 
 # is_nifti
@@ -71,13 +64,13 @@ def test_348_bytes_without_the_magic_are_not_nifti():
 
 def test_damaged_gzip_is_refused_as_unreadable():
     damaged = b"\x1f\x8b" + b"\xff" * 64
-    assert refusal(gunzip_limited, damaged) == ("unreadable_file", "The .gz file is damaged.")
-    assert refusal(read_nifti, damaged) == ("unreadable_file", "The .gz file is damaged.")
+    assert refusal_of(gunzip_limited, damaged) == ("unreadable_file", "The .gz file is damaged.")
+    assert refusal_of(read_nifti, damaged) == ("unreadable_file", "The .gz file is damaged.")
 
 
 def test_the_too_large_message_gives_the_limit_in_whole_megabytes():
     limit = 3 * MB + 12345  # not a power of two: 3 MB, not 3.01 MB
-    assert refusal(gunzip_limited, gzip.compress(bytes(4 * MB)), limit) == (
+    assert refusal_of(gunzip_limited, gzip.compress(bytes(4 * MB)), limit) == (
         "too_large", "The volume expands to over 3 MB.")
 
 
@@ -85,7 +78,7 @@ def test_data_of_exactly_the_limit_is_returned_whole():
     limit = 3 * MB + 12345
     data = bytes(range(256)) * (limit // 256) + b"x" * (limit % 256)
     assert gunzip_limited(gzip.compress(data), limit) == data
-    assert refusal(gunzip_limited, gzip.compress(data + b"y"), limit)[0] == "too_large"
+    assert refusal_of(gunzip_limited, gzip.compress(data + b"y"), limit)[0] == "too_large"
 
 
 def test_a_gzip_bomb_never_expands_in_memory_beyond_the_limit():
@@ -108,13 +101,13 @@ def test_a_gzip_bomb_never_expands_in_memory_beyond_the_limit():
     nifti_bytes(ct_volume(), slope=2.0, inter=float("nan")),  # a valid slope with no valid intercept
 ], ids=["zeros", "nan-intercept"])
 def test_a_broken_header_is_refused_as_damaged_or_not_nifti(data):
-    assert refusal(read_nifti, data) == ("unreadable_file", DAMAGED_HEADER)
+    assert refusal_of(read_nifti, data) == ("unreadable_file", DAMAGED_HEADER)
 
 
 @pytest.mark.parametrize("shape", [(4, 4), (4, 4, 4, 2)], ids=["2-d", "4-d"])
 def test_only_3d_volumes_are_read(shape):
     data = nib.Nifti1Image(np.full(shape, -1000, np.int16), np.eye(4)).to_bytes()
-    assert refusal(read_nifti, data) == ("unreadable_file", "Only 3-D NIfTI volumes are supported.")
+    assert refusal_of(read_nifti, data) == ("unreadable_file", "Only 3-D NIfTI volumes are supported.")
 
 
 def test_a_4d_volume_of_one_frame_is_read_as_3d():
@@ -126,29 +119,29 @@ def test_a_4d_volume_of_one_frame_is_read_as_3d():
 
 def test_an_empty_volume_is_refused_with_its_message():
     data = nib.Nifti1Image(np.zeros((4, 0, 4), np.int16), np.eye(4)).to_bytes()
-    assert refusal(read_nifti, data) == ("unreadable_file", "The NIfTI volume is empty.")
+    assert refusal_of(read_nifti, data) == ("unreadable_file", "The NIfTI volume is empty.")
 
 
 def test_a_header_claiming_over_512x512x1000_voxels_is_refused_before_reading_data():
     data = nifti_bytes(ct_volume((2, 2, 2)), dim=(512, 512, 1001))  # 8 voxels of data in the file
-    assert refusal(read_nifti, data) == ("too_large", "The volume has over 262144000 voxels.")
+    assert refusal_of(read_nifti, data) == ("too_large", "The volume has over 262144000 voxels.")
 
 
 def test_the_voxel_limit_admits_a_volume_of_exactly_the_limit(monkeypatch):
     monkeypatch.setattr(nifti, "MAX_VOXELS", 4 * 5 * 3)
     assert len(read_nifti(nifti_bytes(ct_volume((4, 5, 3))))) == 3
-    assert refusal(read_nifti, nifti_bytes(ct_volume((4, 5, 4)))) == ("too_large", "The volume has over 60 voxels.")
+    assert refusal_of(read_nifti, nifti_bytes(ct_volume((4, 5, 4)))) == ("too_large", "The volume has over 60 voxels.")
 
 
 def test_truncated_data_is_refused_as_damaged():
     data = nifti_bytes(ct_volume((2, 2, 2)), dim=(8, 8, 8))
-    assert refusal(read_nifti, data) == ("unreadable_file", DAMAGED_DATA)
+    assert refusal_of(read_nifti, data) == ("unreadable_file", DAMAGED_DATA)
 
 
 def test_an_affine_with_a_zero_axis_is_refused_as_damaged():
     data = bytearray(nifti_bytes(ct_volume()))
     struct.pack_into("<4f", data, 296, 0, 0, 0, 0)  # srow_y (the sform nibabel uses): no y axis
-    assert refusal(read_nifti, bytes(data)) == ("unreadable_file", DAMAGED_DATA)
+    assert refusal_of(read_nifti, bytes(data)) == ("unreadable_file", DAMAGED_DATA)
 
 
 # read_nifti: values
@@ -199,34 +192,4 @@ def test_the_lowest_hounsfield_value_must_reach_minus_500_to_count_as_ct(lowest_
     if is_ct:
         assert len(read_nifti(data)) == 3
     else:
-        assert refusal(read_nifti, data) == ("unsupported_modality", NOT_CT)
-
-
-# DICOM objects without an image
-
-
-def dicom_without_image(modality: str | None) -> bytes:
-    ds = ct_dataset(np.zeros((4, 4)))
-    del ds.PixelData
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydicom warns of lower-case CS values as they are set
-        if modality is None:
-            del ds.Modality
-        else:
-            ds.Modality = modality
-        return to_bytes(ds)
-
-
-def read(data: bytes):
-    return read_scan(data, (127.5, 255.0), 8)
-
-
-@pytest.mark.parametrize("modality, named", [("MR", "MR"), ("SR", "SR"), ("sr", "SR")])
-def test_a_non_ct_object_without_an_image_is_refused_as_its_modality(modality, named):
-    assert refusal(read, dicom_without_image(modality)) == (
-        "unsupported_modality", f"This is {named}; PancScan's model reads CT only.")
-
-
-@pytest.mark.parametrize("modality", ["CT", "ct", "", None], ids=["CT", "ct", "blank", "absent"])
-def test_a_ct_or_unlabelled_object_without_an_image_is_unreadable(modality):
-    assert refusal(read, dicom_without_image(modality)) == ("unreadable_file", "The DICOM file holds no image.")
+        assert refusal_of(read_nifti, data) == ("unsupported_modality", NOT_CT)
