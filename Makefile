@@ -13,7 +13,7 @@ TOOLS ?= .tools
 SAM_CLI ?= .sam-cli
 STACK ?= pancscan-dev
 
-.PHONY: install install-serve run test test-unit mutate chromium build-inference tools sam-cli deploy hospital-client audit predict evaluate figure-drift train bench bench-series bench-pipeline load fuzz clean
+.PHONY: install install-serve run test test-unit mutate chromium dicom-tools build-inference tools sam-cli deploy hospital-client audit predict evaluate figure-drift train bench bench-series bench-pipeline load fuzz clean
 
 # Installation by need: serving and the local stack (no TensorFlow), then the rest for training,
 # evaluation, tests and benchmarks.
@@ -24,7 +24,7 @@ $(VENV)/.serve-installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.serve-installed
-	$(PY) -m pip install -q -e '.[train,serve,test,fuzz]'
+	$(PY) -m pip install -q -e '.[train,serve,test,fuzz,gateway]'
 	touch $@
 
 install-serve: $(VENV)/.serve-installed
@@ -36,10 +36,14 @@ run: install-serve
 
 # Unit and integration tests in a random order (pytest-randomly; the seed is printed: rerun one with
 # --randomly-seed=N), then the model and end-to-end tests in file order.
-test: install chromium build-inference tools sam-cli
+test: install chromium dicom-tools build-inference tools sam-cli
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -p no:cacheprovider tests/unit tests/integration
 	$(PY) -m pytest -q -p no:cacheprovider -p no:randomly tests/model tests/e2e
+
+# dicom3tools' dciodvfy, the reference IOD validator, checks every DICOM object PancScan writes.
+dicom-tools:
+	@command -v dciodvfy >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dicom3tools >/dev/null; }
 
 # Tools with pins of their own (checkov, pip-audit), kept out of the project's environment.
 tools: $(TOOLS)/.installed

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -99,3 +100,17 @@ def zip_members(data: bytes) -> list[tuple[str, bytes]]:
 
     opened, infos = zip_entries(data)
     return [(info.filename, read_member(opened, info)) for info in infos]
+
+
+def dciodvfy_errors(dataset, folder) -> list[str]:
+    """What dicom3tools' dciodvfy (the reference IOD validator) reports as errors for ``dataset``."""
+    import shutil
+    import subprocess
+
+    validator = shutil.which("dciodvfy")
+    if validator is None:
+        raise AssertionError("dciodvfy is missing: `make test` installs Debian's dicom3tools (apt-get install -y dicom3tools)")
+    path = Path(folder) / "checked.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    report = subprocess.run([validator, str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]

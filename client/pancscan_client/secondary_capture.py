@@ -68,6 +68,8 @@ def secondary_capture(result: dict, source: Dataset | None, now: float | None = 
     ds.SOPInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.Modality = "OT"
+    # an unpaired organ: Laterality (General Series, Type 2C) is then not required, and dciodvfy agrees
+    ds.BodyPartExamined = "PANCREAS"
     ds.ConversionType = "WSD"  # workstation
     ds.SeriesNumber = 9901
     ds.InstanceNumber = 1

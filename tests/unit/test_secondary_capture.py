@@ -9,7 +9,7 @@ from PIL import Image
 
 from pancscan_client import submit
 from pancscan_client.secondary_capture import CAPTION_PX, can_capture, secondary_capture
-from tests.dicom_factory import ct_dataset, series_zip, to_bytes
+from tests.dicom_factory import ct_dataset, dciodvfy_errors, series_zip, to_bytes
 
 
 def png(values: np.ndarray) -> dict:
@@ -89,3 +89,10 @@ def _saved(ds) -> bytes:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def test_the_capture_passes_the_reference_iod_validator(tmp_path):
+    capture = secondary_capture(result(), pydicom.dcmread(io.BytesIO(to_bytes(ct_dataset(np.zeros((4, 4)))))))
+    assert dciodvfy_errors(capture, tmp_path) == []
+    del capture.BodyPartExamined  # as before: General Series' Laterality (Type 2C) then counts as missing
+    assert any("Laterality" in error for error in dciodvfy_errors(capture, tmp_path))
