@@ -13,7 +13,7 @@ TOOLS ?= .tools
 SAM_CLI ?= .sam-cli
 STACK ?= pancscan-dev
 
-.PHONY: install install-serve run test test-unit mutate chromium dicom-tools build-inference tools sam-cli deploy hospital-client audit predict evaluate figure-drift train bench bench-series bench-pipeline load fuzz clean
+.PHONY: install install-serve install-gateway gateway run test test-unit mutate chromium dicom-tools build-inference tools sam-cli deploy hospital-client audit predict evaluate figure-drift train bench bench-series bench-pipeline load fuzz clean
 
 # Installation by need: serving and the local stack (no TensorFlow), then the rest for training,
 # evaluation, tests and benchmarks.
@@ -41,9 +41,12 @@ test: install chromium dicom-tools build-inference tools sam-cli
 	$(PY) -m pytest -p no:cacheprovider tests/unit tests/integration
 	$(PY) -m pytest -q -p no:cacheprovider -p no:randomly tests/model tests/e2e
 
-# dicom3tools' dciodvfy, the reference IOD validator, checks every DICOM object PancScan writes.
+# Debian's DICOM tools the tests drive: dicom3tools' dciodvfy (the reference IOD validator checks every
+# DICOM object PancScan writes) and Orthanc with its DICOMweb plugin (the PACS of the gateway's test).
 dicom-tools:
-	@command -v dciodvfy >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dicom3tools >/dev/null; }
+	@command -v dciodvfy >/dev/null && test -x /usr/sbin/Orthanc && test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq dicom3tools orthanc orthanc-dicomweb >/dev/null; }
 
 # Tools with pins of their own (checkov, pip-audit), kept out of the project's environment.
 tools: $(TOOLS)/.installed
@@ -66,6 +69,14 @@ deploy: install-serve sam-cli
 	$(SAM_CLI)/bin/sam build
 	$(SAM_CLI)/bin/sam deploy --config-env $(or $(ENV),default)
 	$(PY) -m pancscan_local.deploy_site --stack $(STACK)
+
+# The DICOM gateway at the hospital (docs/hospital-integration.md, "DICOM gateway"): PACS=AE@HOST:PORT API=... TOKEN_URL=...;
+# the client id and secret in PANCSCAN_CLIENT_ID and PANCSCAN_CLIENT_SECRET.
+gateway: install-gateway
+	$(VENV)/bin/pancscan gateway --pacs $(PACS) --api $(API) --token-url $(TOKEN_URL) --port $(or $(DICOM_PORT),11112)
+
+install-gateway: $(VENV)/.serve-installed
+	$(PY) -m pip install -q -e '.[gateway]'
 
 # A hospital's app client (AuthMode jwt): prints its id and secret once. Runbook: docs/deploy-and-operations.md.
 hospital-client: install-serve

@@ -113,6 +113,30 @@ def _submit(args: argparse.Namespace) -> int:
     return 0 if not counts.get("error") else 1
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from pancscan_client.gateway import ClientRefused, Destination, Gateway, api_submitter, credentials_from, dicom_sender, serve
+    from pancscan_client.submit import Client, ClientCredentials
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if not args.token_url:
+        raise SystemExit("pancscan gateway: give --token-url (or PANCSCAN_TOKEN_URL): the hospital API's token endpoint")
+    client_id, secret = credentials_from(os.environ, args.credentials)
+    client = Client(args.api, credentials=ClientCredentials(args.token_url, client_id, secret), timeout_s=args.result_timeout)
+    gateway = Gateway(Path(args.state), api_submitter(client), dicom_sender(Destination.parse(args.pacs), args.ae_title),
+                      settle_s=args.settle, min_slices=args.min_slices)
+    stopping = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.append(True))
+    try:
+        serve(gateway, args.ae_title, args.host, args.port, stop=lambda: bool(stopping))
+    except ClientRefused as refused:
+        raise SystemExit(f"pancscan gateway: the API refused this client ({refused}); nothing more is submitted") from None
+    return 0
+
+
 def _export_results(args: argparse.Namespace) -> int:
     from pancscan.service.aws import DynamoResearchStore
     from pancscan.service.research import write_csv
@@ -192,6 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--concurrency", type=int, default=4)
     submit.add_argument("--retries", type=int, default=4, help="per request, with exponential backoff")
     submit.set_defaults(run=_submit)
+
+    gateway = commands.add_parser("gateway", help="a DICOM node at the hospital: C-STORE from the PACS in, results back as DICOM SR")
+    gateway.add_argument("--pacs", required=True, metavar="AE@HOST:PORT", help="where results go back (C-STORE)")
+    gateway.add_argument("--api", default="http://127.0.0.1:8080", help="the PancScan API's base URL")
+    gateway.add_argument("--token-url", default=os.environ.get("PANCSCAN_TOKEN_URL"), help="the API's token endpoint")
+    gateway.add_argument("--credentials", metavar="FILE",
+                         help='a JSON file {"client_id", "client_secret"}; else PANCSCAN_CLIENT_ID and PANCSCAN_CLIENT_SECRET')
+    gateway.add_argument("--ae-title", default="PANCSCAN", help="the gateway's own AE title")
+    gateway.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    gateway.add_argument("--port", type=int, default=11112, help="DICOM port to listen on")
+    gateway.add_argument("--state", default="pancscan-gateway", help="folder for pending images, results and the UID key")
+    gateway.add_argument("--settle", type=float, default=10.0, help="seconds without a new image before a series counts as whole")
+    gateway.add_argument("--min-slices", type=int, default=1, help="fewer images than this: the series is ignored")
+    gateway.add_argument("--result-timeout", type=float, default=600, help="seconds to wait for a result")
+    gateway.set_defaults(run=_gateway)
 
     export = commands.add_parser("export-results", help="the de-identified results kept for research (ResearchRetentionDays) as CSV")
     export.add_argument("--table", required=True, help="the stack's ResearchTableName output (AWS credentials from the environment)")

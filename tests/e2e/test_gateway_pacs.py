@@ -1,0 +1,163 @@
+"""From a real PACS and back: Debian's Orthanc (with its DICOMweb plugin) on ports the system chose,
+a CT series sent into it with pynetdicom's storescu, Orthanc routing the study to `pancscan
+gateway`, the gateway submitting to the local stack run with --auth, and the structured report and
+the secondary capture arriving back in Orthanc in the same study.
+
+A Chromium screenshot of the study in Orthanc's own web interface goes to test-artifacts/.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import highdicom as hd
+import pydicom
+import pytest
+import requests
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from tests.dicom_factory import PHI, PHI_STRINGS, ct_dataset, display_to_hu
+from tests.e2e.conftest import RunningStack
+from tests.e2e.test_local_stack import BUCKET, TABLE
+from tests.e2e.test_hospital_auth import auth_stack  # noqa: F401 (fixture)
+from tests.e2e.test_site import ARTIFACTS, CHROMIUM, FLAGS
+
+ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory):
+    if not Path(ORTHANC).exists() or not DICOMWEB_PLUGIN.exists():
+        pytest.fail("Orthanc is missing: `make test` installs Debian's orthanc and orthanc-dicomweb")
+    folder = tmp_path_factory.mktemp("orthanc")
+    http, dicom, gateway_port = free_port(), free_port(), free_port()
+    config = {"Name": "PancScan test PACS", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
+              "HttpPort": http, "DicomPort": dicom, "DicomAet": "ORTHANC", "RemoteAccessAllowed": False,
+              "AuthenticationEnabled": False, "DicomModalities": {"pancscan": ["PANCSCAN", "127.0.0.1", gateway_port]},
+              "Plugins": [str(DICOMWEB_PLUGIN)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
+    (folder / "orthanc.json").write_text(json.dumps(config))
+    log = (folder / "orthanc.log").open("w")
+    process = subprocess.Popen([ORTHANC, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{http}"
+    try:
+        wait_for(lambda: _answers(f"{url}/system"), 60, "Orthanc")
+        yield {"url": url, "dicom_port": dicom, "gateway_port": gateway_port}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).ok
+    except requests.ConnectionError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def gateway(orthanc, auth_stack, tmp_path_factory):  # noqa: F811 (the fixture imported above)
+    state = tmp_path_factory.mktemp("gateway")
+    env = {**os.environ, "PANCSCAN_CLIENT_ID": auth_stack["client_id"], "PANCSCAN_CLIENT_SECRET": auth_stack["secret"]}
+    log = (state / "gateway.log").open("w")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "pancscan"), "gateway", "--pacs", f"ORTHANC@127.0.0.1:{orthanc['dicom_port']}",
+         "--api", auth_stack["url"], "--token-url", auth_stack["token_url"], "--host", "127.0.0.1",
+         "--port", str(orthanc["gateway_port"]), "--state", str(state / "state"), "--settle", "2"],
+        stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(lambda: "listening" in (state / "gateway.log").read_text(), 60, "the gateway")
+        yield {"log": state / "gateway.log", "state": state / "state"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+
+
+def test_a_ct_series_goes_from_the_pacs_to_pancscan_and_its_report_comes_back_into_the_study(
+        orthanc, gateway, auth_stack, nih_slices, tmp_path):  # noqa: F811
+    patient = nih_slices[0].patient
+    slices = [s for s in nih_slices if s.patient == patient][:6]
+    study, series = generate_uid(), generate_uid()
+    for k, item in enumerate(slices):  # a patient's series as a scanner sends it: identifiers in every header
+        ds = ct_dataset(display_to_hu(item.image), z=2.5 * k, series_uid=series)
+        ds.StudyInstanceUID, ds.InstanceNumber = study, k + 1
+        ds.save_as(tmp_path / f"IM{k:04d}.dcm", enforce_file_format=True)
+    sent = subprocess.run([sys.executable, "-m", "pynetdicom", "storescu", "127.0.0.1", str(orthanc["dicom_port"]), str(tmp_path),
+                           "-aec", "ORTHANC", "-aet", "MODALITY", "-r"], capture_output=True, text=True, timeout=120)
+    assert sent.returncode == 0, sent.stderr
+
+    url = orthanc["url"]
+    (study_id,) = [match["ID"] for match in requests.post(f"{url}/tools/lookup", data=study).json() if match["Type"] == "Study"]
+    assert len(requests.get(f"{url}/studies/{study_id}/instances").json()) == len(slices)
+    routed = requests.post(f"{url}/modalities/pancscan/store", data=study_id, timeout=120)  # the PACS routes the study
+    assert routed.ok, routed.text
+
+    instances = wait_for(lambda: (found := requests.get(f"{url}/studies/{study_id}/instances").json()) and
+                         len(found) == len(slices) + 2 and found, 180, "the report and the capture in Orthanc")
+    # QIDO-RS: the two new series in the same study
+    qido = requests.get(f"{url}/dicom-web/studies/{study}/series", headers={"Accept": "application/dicom+json"}).json()
+    modalities = sorted(entry["00080060"]["Value"][0] for entry in qido)
+    assert modalities == ["CT", "OT", "SR"]
+
+    report_id = next(i["ID"] for i in instances if requests.get(f"{url}/instances/{i['ID']}/simplified-tags").json()["Modality"] == "SR")
+    (tmp_path / "report.dcm").write_bytes(requests.get(f"{url}/instances/{report_id}/file").content)
+    report = hd.sr.srread(tmp_path / "report.dcm")
+    assert report.StudyInstanceUID == study and report.PatientID == PHI["PatientID"]  # the original study, made at the hospital
+    (group,) = report.content.get_image_measurement_groups()
+    probability = {m.name: m.value for m in group.get_measurements()}[codes.DCM.ProbabilityOfCancer]
+
+    # the same result as the API holds for the scan the gateway submitted
+    (record,) = [json.loads(p.read_text()) for p in (gateway["state"] / "done").glob("*.json")]
+    token = requests.post(auth_stack["token_url"], data={"grant_type": "client_credentials"},
+                          auth=(auth_stack["client_id"], auth_stack["secret"])).json()["access_token"]
+    api = requests.get(f"{auth_stack['url']}/v1/scans/{record['scan_id']}", headers={"Authorization": f"Bearer {token}"}).json()
+    assert api["status"] == "complete" and probability == pytest.approx(api["probability"])
+
+    # nothing of the patient reached PancScan: its log, table and bucket
+    stack = RunningStack(auth_stack["url"], auth_stack["aws"], Path(auth_stack["log"]))
+    stored = str(stack.client("dynamodb").scan(TableName=TABLE)["Items"]) + "".join(
+        stack.client("s3").get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read().decode("latin-1")
+        for o in stack.client("s3").list_objects_v2(Bucket=BUCKET).get("Contents", []))
+    text = stack.log_about(record["scan_id"]) + stored
+    assert all(secret not in text for secret in PHI_STRINGS) and study not in text
+    assert all(secret not in json.dumps(api) for secret in PHI_STRINGS)
+    gateway_log = gateway["log"].read_text()
+    assert all(secret not in gateway_log for secret in PHI_STRINGS) and study not in gateway_log
+
+    screenshot(f"{url}/app/explorer.html#study?uuid={study_id}")
+
+
+def screenshot(page_url: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(page_url)
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(ARTIFACTS / "orthanc-study-with-pancscan-results.png"), full_page=True)
+        browser.close()
