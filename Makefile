@@ -70,13 +70,16 @@ deploy: install-serve sam-cli
 	$(SAM_CLI)/bin/sam deploy --config-env $(or $(ENV),default)
 	$(PY) -m pancscan_local.deploy_site --stack $(STACK)
 
-# The DICOM gateway at the hospital (docs/hospital-integration.md, "DICOM gateway"): PACS=AE@HOST:PORT API=... TOKEN_URL=...;
-# the client id and secret in PANCSCAN_CLIENT_ID and PANCSCAN_CLIENT_SECRET.
+# The DICOM gateway at the hospital (docs/hospital-integration.md, "DICOM gateway"): PACS=AE@HOST:PORT (or
+# PACS_DICOMWEB=URL) API=... TOKEN_URL=...; the client id and secret in PANCSCAN_CLIENT_ID and PANCSCAN_CLIENT_SECRET.
 gateway: install-gateway
-	$(VENV)/bin/pancscan gateway --pacs $(PACS) --api $(API) --token-url $(TOKEN_URL) --port $(or $(DICOM_PORT),11112)
+	$(VENV)/bin/pancscan gateway $(if $(PACS),--pacs $(PACS),--pacs-dicomweb $(PACS_DICOMWEB)) --api $(API) \
+	  --token-url $(TOKEN_URL) --port $(or $(DICOM_PORT),11112) --state $(or $(STATE),pancscan-gateway)
 
-install-gateway: $(VENV)/.serve-installed
+install-gateway: $(VENV)/.gateway-installed
+$(VENV)/.gateway-installed: $(VENV)/.serve-installed
 	$(PY) -m pip install -q -e '.[gateway]'
+	touch $@
 
 # A hospital's app client (AuthMode jwt): prints its id and secret once. Runbook: docs/deploy-and-operations.md.
 hospital-client: install-serve

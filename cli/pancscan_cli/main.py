@@ -117,16 +117,19 @@ def _gateway(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from pancscan_client.gateway import ClientRefused, Destination, Gateway, api_submitter, credentials_from, dicom_sender, serve
+    from pancscan_client.gateway import (ClientRefused, Destination, Gateway, api_submitter, credentials_from, dicom_sender,
+                                         dicomweb_sender, serve)
     from pancscan_client.submit import Client, ClientCredentials
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not args.token_url:
         raise SystemExit("pancscan gateway: give --token-url (or PANCSCAN_TOKEN_URL): the hospital API's token endpoint")
+    if bool(args.pacs) == bool(args.pacs_dicomweb):
+        raise SystemExit("pancscan gateway: give where results go back: --pacs AE@HOST:PORT or --pacs-dicomweb URL")
     client_id, secret = credentials_from(os.environ, args.credentials)
     client = Client(args.api, credentials=ClientCredentials(args.token_url, client_id, secret), timeout_s=args.result_timeout)
-    gateway = Gateway(Path(args.state), api_submitter(client), dicom_sender(Destination.parse(args.pacs), args.ae_title),
-                      settle_s=args.settle, min_slices=args.min_slices)
+    send = dicom_sender(Destination.parse(args.pacs), args.ae_title) if args.pacs else dicomweb_sender(args.pacs_dicomweb)
+    gateway = Gateway(Path(args.state), api_submitter(client), send, settle_s=args.settle, min_slices=args.min_slices)
     stopping = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.append(True))
@@ -134,6 +137,17 @@ def _gateway(args: argparse.Namespace) -> int:
         serve(gateway, args.ae_title, args.host, args.port, stop=lambda: bool(stopping))
     except ClientRefused as refused:
         raise SystemExit(f"pancscan gateway: the API refused this client ({refused}); nothing more is submitted") from None
+    return 0
+
+
+def _gateway_pull(args: argparse.Namespace) -> int:
+    from pancscan_client.gateway import Gateway, dicomweb_study
+
+    gateway = Gateway(Path(args.state))
+    instances = dicomweb_study(args.dicomweb, args.study)
+    for ds in instances:
+        gateway.receive(ds)
+    print(f"{len(instances)} instances received; the running gateway takes them once the series settle", file=sys.stderr)
     return 0
 
 
@@ -218,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.set_defaults(run=_submit)
 
     gateway = commands.add_parser("gateway", help="a DICOM node at the hospital: C-STORE from the PACS in, results back as DICOM SR")
-    gateway.add_argument("--pacs", required=True, metavar="AE@HOST:PORT", help="where results go back (C-STORE)")
+    gateway.add_argument("--pacs", metavar="AE@HOST:PORT", help="where results go back (C-STORE)")
+    gateway.add_argument("--pacs-dicomweb", metavar="URL", help="or a DICOMweb server's root they go back to (STOW-RS)")
     gateway.add_argument("--api", default="http://127.0.0.1:8080", help="the PancScan API's base URL")
     gateway.add_argument("--token-url", default=os.environ.get("PANCSCAN_TOKEN_URL"), help="the API's token endpoint")
     gateway.add_argument("--credentials", metavar="FILE",
@@ -231,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--min-slices", type=int, default=1, help="fewer images than this: the series is ignored")
     gateway.add_argument("--result-timeout", type=float, default=600, help="seconds to wait for a result")
     gateway.set_defaults(run=_gateway)
+
+    pull = commands.add_parser("gateway-pull", help="tell the gateway a study is ready: pull it from a DICOMweb server (WADO-RS)")
+    pull.add_argument("--dicomweb", required=True, metavar="URL", help="the DICOMweb server's root, e.g. http://pacs:8042/dicom-web")
+    pull.add_argument("--study", required=True, metavar="UID", help="the Study Instance UID")
+    pull.add_argument("--state", default="pancscan-gateway", help="the running gateway's state folder")
+    pull.set_defaults(run=_gateway_pull)
 
     export = commands.add_parser("export-results", help="the de-identified results kept for research (ResearchRetentionDays) as CSV")
     export.add_argument("--table", required=True, help="the stack's ResearchTableName output (AWS credentials from the environment)")

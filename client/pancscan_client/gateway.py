@@ -1,12 +1,14 @@
 """`pancscan gateway`: a DICOM node at the hospital, between its PACS and PancScan's API.
 
-The PACS (or a modality) sends a study to the gateway's AE title with C-STORE. Each series waits in
+The PACS (or a modality) sends a study to the gateway's AE title with C-STORE, or the gateway is told
+that a study is ready and pulls it from a DICOMweb server (WADO-RS, `pancscan gateway-pull`). Each series waits in
 the gateway's state folder until no image has arrived for ``settle_s`` seconds; then an axial CT
 series is de-identified (pancscan_client.deidentify), zipped and submitted through the hospital API
 with the batch client's code and credentials; any other series is ignored with a log line that
 names no patient. A complete result comes back into the PACS, in the source study, as a DICOM
 structured report and a secondary capture made here from the ORIGINAL headers (sent with C-STORE);
-a rejected scan gets no report, and a log line with its reason code.
+a rejected scan gets no report, and a log line with its reason code. Results go back with C-STORE,
+or with STOW-RS to a DICOMweb server.
 
 Everything pending lives on disk, so a restart loses nothing:
 
@@ -26,6 +28,7 @@ import hmac
 import io
 import json
 import logging
+import re
 import secrets
 import shutil
 import time
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 import pydicom
+import requests
 from pydicom.dataset import Dataset
 
 from pancscan.reading.dicom import dicom_slice
@@ -90,8 +94,9 @@ def in_series_order(datasets: list[Dataset]) -> list[Dataset]:
 
 
 class Gateway:
-    def __init__(self, state: Path, submit: Submit, send: Send, *, settle_s: float = 10.0, min_slices: int = 1,
-                 retry_s: float = 30.0):
+    def __init__(self, state: Path, submit: Submit | None = None, send: Send | None = None, *, settle_s: float = 10.0,
+                 min_slices: int = 1, retry_s: float = 30.0):
+        """``submit`` and ``send`` may be left out where images are only received (`pancscan gateway-pull`)."""
         self.state, self.submit, self.send = Path(state), submit, send
         self.settle_s, self.min_slices, self.retry_s = settle_s, min_slices, retry_s
         for folder in ("incoming", "outbox", "done"):
@@ -252,6 +257,45 @@ def dicom_sender(destination: Destination, calling_ae: str) -> Send:
             association.release()
 
     return send
+
+
+def dicomweb_sender(root: str) -> Send:
+    """STOW-RS of result objects to a DICOMweb server; raises unless it stored every one."""
+
+    def send(files: list[Path]) -> None:
+        boundary = secrets.token_hex(16).encode()
+        body = b"".join(b"--" + boundary + b"\r\nContent-Type: application/dicom\r\n\r\n" + path.read_bytes() + b"\r\n"
+                        for path in files) + b"--" + boundary + b"--\r\n"
+        response = requests.post(f"{root.rstrip('/')}/studies", data=body, timeout=120, headers={
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary.decode()}',
+            "Accept": "application/dicom+json"})
+        failed = (response.json() if response.content else {}).get("00081198", {}).get("Value")  # Failed SOP Sequence
+        if not response.ok or failed:
+            raise ConnectionError(f"STOW-RS answered {response.status_code}")
+
+    return send
+
+
+def dicomweb_study(root: str, study_uid: str) -> list[Dataset]:
+    """Every instance of a study from a DICOMweb server (WADO-RS), as the PACS holds them."""
+    response = requests.get(f"{root.rstrip('/')}/studies/{study_uid}", timeout=600,
+                            headers={"Accept": 'multipart/related; type="application/dicom"'})
+    response.raise_for_status()
+    return [pydicom.dcmread(io.BytesIO(part)) for part in multipart_parts(response.headers["Content-Type"], response.content)]
+
+
+def multipart_parts(content_type: str, body: bytes) -> list[bytes]:
+    """The bodies of a multipart/related message (RFC 2387), as WADO-RS answers."""
+    found = re.search(r'boundary="?([^";]+)"?', content_type)
+    if found is None:
+        raise ValueError("a multipart answer without a boundary")
+    parts = []
+    for chunk in body.split(b"--" + found.group(1).encode())[1:]:
+        if chunk.startswith(b"--"):  # the closing delimiter
+            break
+        _, _, data = chunk.partition(b"\r\n\r\n")
+        parts.append(data[:-2] if data.endswith(b"\r\n") else data)
+    return parts
 
 
 def serve(gateway: Gateway, ae_title: str, host: str, port: int, stop: Callable[[], bool], poll_s: float = 1.0) -> None:

@@ -197,3 +197,26 @@ def test_settled_series_and_results_are_written_as_json_not_pickles(world):
     gateway.step(now=2000.0)
     (record,) = (gateway.state / "done").glob("*.json")
     assert json.loads(record.read_text()) == {"status": "complete", "scan_id": "s1", "reason": None}
+
+
+def test_a_multipart_answer_is_split_into_its_parts_whatever_their_bytes():
+    from pancscan_client.gateway import multipart_parts
+
+    first, second = b"DICM\r\n--not-the-boundary\r\n", b"\x00\x01\r\n\r\nbody"
+    body = (b"--b1\r\nContent-Type: application/dicom\r\n\r\n" + first + b"\r\n"
+            b"--b1\r\nContent-Type: application/dicom\r\n\r\n" + second + b"\r\n--b1--\r\n")
+    assert multipart_parts('multipart/related; type="application/dicom"; boundary=b1', body) == [first, second]
+    assert multipart_parts('multipart/related; boundary="b1"', body) == [first, second]
+    with pytest.raises(ValueError):
+        multipart_parts("multipart/related", body)
+
+
+def test_credentials_come_from_a_file_or_the_environment_never_the_command_line(tmp_path):
+    from pancscan_client.gateway import credentials_from
+
+    file = tmp_path / "client.json"
+    file.write_text(json.dumps({"client_id": "id-f", "client_secret": "s-f"}))
+    assert credentials_from({}, str(file)) == ("id-f", "s-f")
+    assert credentials_from({"PANCSCAN_CLIENT_ID": "id-e", "PANCSCAN_CLIENT_SECRET": "s-e"}, None) == ("id-e", "s-e")
+    with pytest.raises(SystemExit, match="PANCSCAN_CLIENT_SECRET"):
+        credentials_from({"PANCSCAN_CLIENT_ID": "id-e"}, None)
