@@ -44,6 +44,7 @@ from pydicom.dataset import Dataset
 from pancscan.reading.dicom import dicom_slice
 from pancscan_client.deidentify import deidentified
 from pancscan_client.secondary_capture import can_capture, secondary_capture
+from pancscan_client.submit import FINAL
 from pancscan_client.structured_report import can_report, structured_report
 
 log = logging.getLogger("pancscan.gateway")
@@ -164,6 +165,10 @@ class Gateway:
         except Exception as error:  # the API is down or failing: the series stays and is tried again
             self._retry_later(incoming, now)
             log.warning("series %s: not submitted (%s); kept, tried again later", key, type(error).__name__)
+            return
+        if result.get("status") not in FINAL:  # no result in time (timed_out): kept and submitted again later
+            self._retry_later(incoming, now)
+            log.warning("series %s: no result in time; kept, tried again later", key)
             return
         if result.get("status") == "complete":
             self._write_outbox(key, result, datasets)

@@ -220,3 +220,14 @@ def test_credentials_come_from_a_file_or_the_environment_never_the_command_line(
     assert credentials_from({"PANCSCAN_CLIENT_ID": "id-e", "PANCSCAN_CLIENT_SECRET": "s-e"}, None) == ("id-e", "s-e")
     with pytest.raises(SystemExit, match="PANCSCAN_CLIENT_SECRET"):
         credentials_from({"PANCSCAN_CLIENT_ID": "id-e"}, None)
+
+
+def test_a_result_that_does_not_come_in_time_is_asked_for_again_later(tmp_path):
+    answers = iter([{"scan_id": "s0", "status": "timed_out"}, capture_result() | {"scan_id": "s1", "series": {"most_suspicious_slice": 0}}])
+    pacs = FakePacs()
+    gateway = Gateway(tmp_path, lambda data: next(answers), pacs, settle_s=SETTLE, retry_s=30)
+    received(gateway, series(), at=1000.0)
+    gateway.step(now=1010.0)
+    assert pacs.stored == [] and len(list((tmp_path / "incoming").iterdir())) == 1
+    gateway.step(now=1040.0)
+    assert sorted(ds.Modality for ds in pacs.stored) == ["OT", "SR"]
