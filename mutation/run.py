@@ -35,7 +35,8 @@ SOURCES = {
     "src/pancscan_function_api.py": "functions/api/app.py",
 }
 MUTATED = [f"src/pancscan/{name}.py" for name in ("reading/archive", "service/scans", "service/inference", "reading/dicom", "reading/nifti",
-                                                  "reading/imaging", "detection/ood", "service/settings")] + [
+                                                  "reading/imaging", "detection/ood", "service/settings",
+                                                  "detection/series", "outputs/slice_sheets")] + [
     "src/pancscan_function_api.py", "src/pancscan_local/auth.py"]  # auth: the JWT authorizer (issuer.py is the token endpoint)
 ALSO_COPIED = ["events", "site", "template.yaml", "model/pancscan.json", "model/pancscan.tflite"]
 # in-process tests only: the e2e tests run the installed code in other processes; the model tests and

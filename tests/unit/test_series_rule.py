@@ -1,9 +1,11 @@
 """The series rule over millimetres: which slices are sampled, and the strongest stretch."""
 
+import math
+
 import numpy as np
 import pytest
 
-from pancscan.detection.series import extent_surprise, sample_on_grid, scored_extent_mm, strongest_stretch
+from pancscan.detection.series import extent_surprise, sample_on_grid, scored_extent_mm, strongest_stretch, window_means
 
 
 def test_a_thin_series_is_sampled_every_grid_step_and_a_thick_one_whole():
@@ -66,3 +68,55 @@ def test_the_scored_extent_is_the_length_the_scored_slices_stand_for():
     assert scored_extent_mm(z, np.ones(10, bool)) == pytest.approx(25.0)
     assert scored_extent_mm(z, np.arange(10) < 5) == pytest.approx(12.5)
     assert scored_extent_mm([0.0], [True]) == 0.0
+
+
+# --- exact values at the edges (each kills mutants that the profile tests above let through) -------
+
+def test_the_chance_of_a_stretch_this_strong_is_the_normal_tail_over_every_stretch_of_the_extent():
+    from statistics import NormalDist
+
+    for logit, extent, stretch, mean, sd in [(-1.0, 40.0, 10.0, -1.0, 2.0), (1.5, 25.0, 5.0, -1.74, 1.36), (0.0, 3.0, 10.0, -2.0, 0.5)]:
+        draws = max(1.0, extent / stretch)
+        expected = -math.log(1 - NormalDist(mean, sd).cdf(logit) ** draws)
+        assert extent_surprise(logit, extent, stretch, mean, sd) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_stretch_far_weaker_than_any_normal_one_scores_zero_not_an_error():
+    assert extent_surprise(-100.0, 300.0, 2.5, -1.74, 1.36) == pytest.approx(0.0, abs=1e-12)  # its tail is exactly 1
+
+
+def test_grid_points_take_the_lower_slice_on_a_tie_and_the_last_slice_within_half_a_step():
+    assert sample_on_grid([0.0, 1.0, 2.0, 3.0, 4.0], 1.5) == [0, 1, 3, 4]  # 1.5 is as near 1 as 2: the lower
+    assert sample_on_grid([0.0, 2.5, 5.0, 6.4], 2.5) == [0, 1, 2, 3]  # 6.4 is nearest to 7.5, within half a step of 5 + 2.5
+
+
+def test_the_grid_samples_short_series_and_fine_grids_too():
+    assert sample_on_grid([7.0], 2.5) == [0]
+    assert sample_on_grid([0.0, 10.0], 30.0) == [0]  # two slices, one grid point
+    assert sample_on_grid(np.arange(11) * 0.1, 0.5) == [0, 5, 10]  # a grid finer than 1 mm
+
+
+def test_positions_may_be_dicom_decimal_strings_and_unscored_slices_none():
+    positions = ["0", "2.5", "5.0", "7.5"]  # DS values, as a DICOM header gives them
+    assert sample_on_grid(positions, 5.0) == [0, 2]
+    assert scored_extent_mm(positions, [True, True, False, True]) == pytest.approx(7.5)
+    logit, stretch = strongest_stretch(positions, [0.0, None, 2.0, 1.0], 5.0)  # None: not scored
+    assert logit == pytest.approx(1.5) and stretch.tolist() == [False, False, True, True]
+    assert window_means(positions, [0.0, 1.0, 2.0, 3.0], 5.0).tolist() == pytest.approx([0.5, 1.0, 2.0, 2.5])
+
+
+def test_the_scored_extent_gives_each_slice_its_half_gaps_and_the_ends_a_whole_gap():
+    positions = [0.0, 2.0, 6.0, 7.0]  # gaps 2, 4, 1: shares 2, 3, 2.5, 1
+    assert scored_extent_mm(positions, [True] * 4) == pytest.approx(8.5)
+    assert scored_extent_mm(positions, [True, False, True, False]) == pytest.approx(4.5)
+    assert scored_extent_mm(positions, [1, 0, 1, 0]) == pytest.approx(4.5)  # flags, not indices
+    assert scored_extent_mm(positions, [False, False, False, True]) == pytest.approx(1.0)
+    assert scored_extent_mm([3.0], [True]) == 0.0
+
+
+def test_a_window_holds_the_slices_exactly_half_its_width_away_and_no_further():
+    positions, logits = [0.0, 4.0, 5.0, 9.5], [1.0, 2.0, 3.0, 4.0]
+    assert window_means(positions, logits, 8.0).tolist() == pytest.approx([1.5, 2.0, 2.5, 4.0])  # 4 mm in, 4.5 mm out
+    logit, stretch = strongest_stretch(positions, logits, 9.0)  # half-width 4.5: 5.0 and 9.5 meet
+    assert logit == pytest.approx(3.5) and stretch.tolist() == [False, False, True, True]
+    assert strongest_stretch(positions, [np.nan] * 4, 9.0)[0] == float("-inf")

@@ -57,10 +57,33 @@ def test_tiles_run_along_rows_of_eight_and_sheets_hold_sixty_four():
     assert [sheet_count(n) for n in (0, 1, 64, 65, 128)] == [0, 1, 1, 2, 2]
 
 
-def test_slices_of_another_size_are_refused_not_misdrawn():
-    wrong = [ScoredSlice(0, np.zeros((128, 128), np.float32), np.zeros((64, 64), np.float32))]
-    with pytest.raises(ValueError):
-        slice_sheets(wrong)
+def test_slices_or_heatmaps_of_another_size_are_refused_not_misdrawn():
+    for image, heatmap in (((128, 128), (64, 64)), ((256, 256), (32, 32))):
+        wrong = [ScoredSlice(0, np.zeros(image, np.float32), np.zeros(heatmap, np.float32))]
+        with pytest.raises(ValueError, match="^slice sheets hold 256 x 256 slices and 64 x 64 heatmaps$"):
+            slice_sheets(wrong)
+
+
+def test_a_single_scored_slice_makes_one_tile_sheets():
+    sheets = slice_sheets(scored_slices(1))
+    assert Image.open(io.BytesIO(sheets["slices-0.jpg"])).size == (256, 256)
+    assert Image.open(io.BytesIO(sheets["heatmaps-0.png"])).size == (64, 64)
+
+
+def test_values_outside_0_1_are_drawn_black_or_white_never_wrapped_around():
+    odd = ScoredSlice(0, np.full((256, 256), 0.5, np.float32), np.tile(np.array([-0.5, 1.5], np.float32), (64, 32)))
+    heatmap = np.asarray(Image.open(io.BytesIO(slice_sheets([odd])["heatmaps-0.png"])))
+    assert heatmap[0, :2].tolist() == [0, 255]
+
+
+def test_slice_tiles_are_jpeg_at_quality_85_and_heatmaps_lossless_png():
+    textured = ScoredSlice(0, np.random.default_rng(0).random((256, 256)).astype(np.float32), np.full((64, 64), 0.3, np.float32))
+    sheets = slice_sheets([textured])
+    reference = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(reference, format="JPEG", quality=85)
+    jpeg = Image.open(io.BytesIO(sheets["slices-0.jpg"]))
+    assert jpeg.format == "JPEG" and jpeg.quantization == Image.open(reference).quantization
+    assert Image.open(io.BytesIO(sheets["heatmaps-0.png"])).format == "PNG"
 
 
 def series_record(status=scans.COMPLETE, probabilities=(None, 0.2, None, 0.9, 0.1)) -> scans.ScanRecord:
