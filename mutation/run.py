@@ -36,7 +36,7 @@ SOURCES = {
 }
 MUTATED = [f"src/pancscan/{name}.py" for name in ("reading/archive", "service/scans", "service/inference", "reading/dicom", "reading/nifti",
                                                   "reading/imaging", "detection/ood", "service/settings",
-                                                  "detection/series", "outputs/slice_sheets")] + [
+                                                  "detection/series", "outputs/slice_sheets", "outputs/fhir", "service/research")] + [
     "src/pancscan_function_api.py", "src/pancscan_local/auth.py"]  # auth: the JWT authorizer (issuer.py is the token endpoint)
 ALSO_COPIED = ["events", "site", "template.yaml", "model/pancscan.json", "model/pancscan.tflite"]
 # in-process tests only: the e2e tests run the installed code in other processes; the model tests and
