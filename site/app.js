@@ -310,9 +310,8 @@ function drawView() {
 
 // How the scan's probability comes from its slices (pancscan.detection.series: the strongest stretch,
 // weighed against the length of pancreas scored).
-function seriesInWords(series, result) {
+function seriesInWords(series, result, scored) {
   const [first, last] = series.strongest_stretch;
-  const scored = series.slice_probabilities.map((p, i) => (p === null ? null : i)).filter((i) => i !== null);
   const extent = series.positions_mm[scored[scored.length - 1]] - series.positions_mm[scored[0]];
   const stretch = first === last ? `its most suspicious slice (${first + 1})` : `its most suspicious ${series.window_mm} mm stretch (slices ${first + 1} to ${last + 1})`;
   return `The scan's probability (${percent(result.probability)}) is not an average of its slices: it comes from ${stretch}, ` +
@@ -353,10 +352,9 @@ async function showSeries(scan, series) {
   svg("polyline", { points: points.join(" "), class: "curve" });
   svg("circle", { cx: x(series.most_suspicious_slice), cy: y(probabilities[series.most_suspicious_slice] ?? 0), r: 3.5, class: "peak" });
   const marker = svg("line", { y1: top, y2: bottom, class: "marker" });
-  $("series-explained").textContent = seriesInWords(series, result);
-
   // The slider steps through the scored slices; each shows its own image and heatmap once the sheets are in.
   const scored = probabilities.map((p, i) => (p === null ? null : i)).filter((i) => i !== null);
+  $("series-explained").textContent = seriesInWords(series, result, scored);
   const slider = $("slice");
   slider.max = String(scored.length);
   const select = (k) => {

@@ -117,9 +117,8 @@ def _gateway(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from pancscan_client.gateway import (ClientRefused, Destination, Gateway, api_submitter, credentials_from, dicom_sender,
-                                         dicomweb_sender, serve)
-    from pancscan_client.submit import Client, ClientCredentials
+    from pancscan_client.gateway import Destination, Gateway, api_submitter, credentials_from, dicom_sender, dicomweb_sender, serve
+    from pancscan_client.submit import Client, ClientCredentials, ClientRefused
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not args.token_url:

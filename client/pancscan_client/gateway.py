@@ -44,7 +44,7 @@ from pydicom.dataset import Dataset
 from pancscan.reading.dicom import dicom_slice
 from pancscan_client.deidentify import deidentified
 from pancscan_client.secondary_capture import can_capture, secondary_capture
-from pancscan_client.submit import FINAL
+from pancscan_client.submit import FINAL, ClientRefused, Scan
 from pancscan_client.structured_report import can_report, structured_report
 
 log = logging.getLogger("pancscan.gateway")
@@ -52,10 +52,6 @@ log = logging.getLogger("pancscan.gateway")
 Submit = Callable[[bytes], dict]  # a series zip -> the API's final result
 Send = Callable[[list[Path]], None]  # DICOM files -> the PACS; raises when it could not
 MAX_BACKOFF_S = 3600.0
-
-
-class ClientRefused(RuntimeError):
-    """The API or its token endpoint refused this client: retrying will not help."""
 
 
 @dataclass(frozen=True)
@@ -227,16 +223,10 @@ class Gateway:
 
 
 def api_submitter(client, poll_s: float = 2.0) -> Submit:
-    """The batch client's submission (pancscan_client.submit.Client), refusals made ClientRefused."""
-    from pancscan_client.submit import Scan
+    """The batch client's submission (pancscan_client.submit.Client); it raises ClientRefused itself."""
 
     def submit(data: bytes) -> dict:
-        try:
-            return client.submit(Scan(Path("series.zip"), data, "scan.zip", "application/zip"), poll_s)
-        except RuntimeError as error:
-            if "refused the client" in str(error) or str(error).startswith(("HTTP 401", "HTTP 403")):
-                raise ClientRefused(str(error)) from None
-            raise
+        return client.submit(Scan(Path("series.zip"), data, "scan.zip", "application/zip"), poll_s)
 
     return submit
 

@@ -44,6 +44,10 @@ CSV_FIELDS = ["path", "sha256", "scan_id", "status", "label", "probability", "co
 RETRIED_STATUS = {429, 500, 502, 503, 504}
 
 
+class ClientRefused(RuntimeError):
+    """The API or its token endpoint refused this client (401, 403, invalid client): retrying will not help."""
+
+
 @dataclass(frozen=True)
 class Scan:
     path: Path  # a file, or a folder holding one DICOM series
@@ -163,7 +167,7 @@ class ClientCredentials:
                     auth=(self.client_id, self.client_secret), timeout=30), self.retries)
                 answer = response.json() if response.content else {}
                 if not response.ok or "access_token" not in answer:
-                    raise RuntimeError(f"the token endpoint refused the client: {answer.get('error') or response.status_code}")
+                    raise ClientRefused(f"the token endpoint refused the client: {answer.get('error') or response.status_code}")
                 self._token = answer["access_token"]
                 self._renew_at = time.monotonic() + max(0, int(answer.get("expires_in", 3600)) - 60)
             return self._token
@@ -194,7 +198,8 @@ class Client:
         if not response.ok:  # the API's {"error": {...}}, or the gateway's {"message"} and its www-authenticate reason
             detail = body.get("error", {}).get("message") or body.get("message") or ""
             reason = re.search(r'error_description="([^"]*)"', response.headers.get("www-authenticate", ""))
-            raise RuntimeError(f"HTTP {response.status_code} {detail}" + (f": {reason.group(1)}" if reason else ""))
+            refusal = ClientRefused if response.status_code in (401, 403) else RuntimeError
+            raise refusal(f"HTTP {response.status_code} {detail}" + (f": {reason.group(1)}" if reason else ""))
         return body
 
     def submit(self, scan: Scan, poll_s: float = 1.0) -> dict:

@@ -5,13 +5,15 @@ tried again; logs name no patient."""
 import io
 import json
 import logging
+import os
 import zipfile
 
 import numpy as np
 import pydicom
 import pytest
 
-from pancscan_client.gateway import ClientRefused, Destination, Gateway, why_ignored
+from pancscan_client.gateway import Destination, Gateway, why_ignored
+from pancscan_client.submit import ClientRefused
 from tests.dicom_factory import PHI, PHI_STRINGS, ct_dataset, to_bytes
 from tests.unit.test_secondary_capture import result as capture_result
 
@@ -25,7 +27,7 @@ def series(count=4, modality="CT", orientation=(1, 0, 0, 0, 1, 0)) -> list[pydic
     uid = generate_uid()
     made = [pydicom.dcmread(io.BytesIO(to_bytes(ct_dataset(np.full((4, 4), 10.0 * k), z=2.5 * k, series_uid=uid, modality=modality,
                                                              orientation=orientation)))) for k in range(count)]
-    return [made[k] for k in (2, 0, 3, 1)[:count]] if count == 4 else made
+    return made[1::2] + made[0::2]  # not in position order
 
 
 class FakeApi:
@@ -61,7 +63,6 @@ def received(gateway: Gateway, datasets, at: float) -> None:
     for ds in datasets:
         gateway.receive(ds)
     for path in (gateway.state / "incoming").rglob("*.dcm"):
-        import os
         os.utime(path, (at, at))
 
 

@@ -10,14 +10,6 @@ from PIL import Image, ImageFile
 from pancscan.errors import ScanRejected
 from pancscan.reading.imaging import _to_grey, decode_image, hu_to_display, to_model_input
 from tests.conftest import jpeg_bytes, png_bytes, png_claiming
-from tests.unit.test_handlers import (  # noqa: F401 (fixtures)
-    api,
-    api_event,
-    api_for_hospitals,
-    as_client,
-    cold_handler_with_fake_stores,
-    env,
-)
 
 
 def test_hounsfield_units_are_clipped_to_0_255_the_training_slices_convention():

@@ -11,7 +11,6 @@ from pancscan.errors import FAILURE_CODES, ScanRejected
 from pancscan.service import scans
 from pancscan.service.inference import Outcome, ProcessingError, UploadMissing, grey_png, process_upload, result_pngs, take_upload
 from tests.fakes import InMemoryScanStore, InMemoryUploadStore
-from tests.unit.test_handlers import api, api_event, api_for_hospitals, as_client, env  # noqa: F401 (fixtures)
 
 MAX = 10_000
 

@@ -7,14 +7,6 @@ import pytest
 from pancscan.detection.ood import check_image, check_pancreas, fit_ranges, slice_features
 from pancscan.errors import ScanRejected
 from pancscan.reading.imaging import to_model_input
-from tests.unit.test_handlers import (  # noqa: F401 (fixtures)
-    api,
-    api_event,
-    api_for_hospitals,
-    as_client,
-    cold_handler_with_fake_stores,
-    env,
-)
 
 
 def test_features_measure_intensity_classes():

@@ -7,14 +7,6 @@ import pytest
 
 from pancscan.service import scans
 from pancscan.service.scans import InvalidRequest, UploadRequest
-from tests.unit.test_handlers import (  # noqa: F401 (fixtures)
-    api,
-    api_event,
-    api_for_hospitals,
-    as_client,
-    cold_handler_with_fake_stores,
-    env,
-)
 
 MAX = 1000
 

@@ -1,6 +1,7 @@
 """The batch client's pure parts: what counts as a scan, retries with backoff, resuming."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,3 +100,20 @@ def test_a_rerun_skips_content_with_a_final_result_even_after_an_interrupted_lin
     results.write_text(json.dumps({"path": "a", "sha256": "h1", "status": "complete"}) + "\n"
                        + json.dumps({"path": "b", "sha256": "h2", "status": "error"}) + "\n" + '{"path": "c", "sha')
     assert submit.load_done(results) == {"h1"}
+
+
+@pytest.mark.parametrize("status, refused", [(401, True), (403, True), (404, False), (500, False)])
+def test_an_api_that_refuses_the_client_is_told_apart_from_other_errors(monkeypatch, status, refused):
+    answer = TokenAnswer(status, {"message": "Forbidden"})
+    answer.headers = {}
+    client = submit.Client("https://api", token="t", retries=0)
+    monkeypatch.setattr(client.session, "request", lambda *a, **k: answer)
+    with pytest.raises(RuntimeError, match=f"HTTP {status}") as caught:
+        client.submit(submit.Scan(Path("s"), b"x", "scan.png", "image/png"))
+    assert isinstance(caught.value, submit.ClientRefused) == refused
+
+
+def test_a_client_the_token_endpoint_refuses_is_a_refusal(monkeypatch):
+    monkeypatch.setattr(submit.requests, "post", lambda *a, **k: TokenAnswer(400, {"error": "invalid_client"}))
+    with pytest.raises(submit.ClientRefused):
+        submit.ClientCredentials("https://pool/oauth2/token", "id", "wrong").token()
