@@ -30,14 +30,18 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 SOURCES = {
     "src/pancscan": "layers/runtime/pancscan",
     "src/pancscan_local": "infra/pancscan_local",
-    "src/pancscan_client": "client/pancscan_client",  # not mutated; the tests import them
+    "src/pancscan_client": "client/pancscan_client",
     "src/pancscan_cli": "cli/pancscan_cli",
     "src/pancscan_function_api.py": "functions/api/app.py",
 }
-MUTATED = [f"src/pancscan/{name}.py" for name in ("reading/archive", "service/scans", "service/inference", "reading/dicom", "reading/nifti",
-                                                  "reading/imaging", "detection/ood", "service/settings",
-                                                  "detection/series", "outputs/slice_sheets", "outputs/fhir", "service/research")] + [
-    "src/pancscan_function_api.py", "src/pancscan_local/auth.py"]  # auth: the JWT authorizer (issuer.py is the token endpoint)
+MUTATED = [f"src/pancscan/{name}.py" for name in (
+    "reading/archive", "reading/dicom", "reading/nifti", "reading/imaging", "reading/scan_input",
+    "detection/model", "detection/ood", "detection/predict", "detection/series",
+    "service/scans", "service/aws", "service/inference", "service/settings", "service/research",
+    "outputs/fhir", "outputs/slice_sheets")] + [
+    "src/pancscan_function_api.py",  # the API's handler
+    "src/pancscan_local/auth.py",  # the JWT authorizer (issuer.py is the token endpoint)
+    *(f"src/pancscan_client/{name}.py" for name in ("gateway", "deidentify", "structured_report", "secondary_capture"))]
 ALSO_COPIED = ["events", "site", "template.yaml", "model/pancscan.json", "model/pancscan.tflite"]
 # in-process tests only: the e2e tests run the installed code in other processes; the model tests and
 # the image, marker, template and import-contract tests need artefacts, tools and the repository's folders that are
@@ -120,6 +124,19 @@ def mutmut() -> str:
     return str(Path(sys.executable).parent / "mutmut")
 
 
+def repository_path(staged: str) -> str:
+    """src/pancscan/reading/dicom.py -> layers/runtime/pancscan/reading/dicom.py"""
+    for prefix, source in SOURCES.items():
+        if staged == prefix or staged.startswith(prefix + "/"):
+            return source + staged.removeprefix(prefix)
+    return staged
+
+
+def module_of(mutant: str) -> str:
+    """pancscan.service.aws.xǁDynamoScanStoreǁfinish__mutmut_3 -> pancscan.service.aws"""
+    return mutant.rsplit(".", 1)[0]
+
+
 def report(statuses: dict[str, str], listed: dict[str, str]) -> tuple[str, float]:
     checked = {name: status for name, status in statuses.items() if status != "not checked"}
     survivors = sorted(name for name, status in checked.items() if status not in DETECTED)
@@ -130,20 +147,30 @@ def report(statuses: dict[str, str], listed: dict[str, str]) -> tuple[str, float
     killed = sum(status in DETECTED for status in checked.values())
     score = killed / scored if scored else 0.0
     lines = ["# Mutation testing", "",
-             "`make mutate` (mutmut over the unit and integration tests; `mutation/run.py`). Modules: "
-             + ", ".join(f"`{SOURCES.get(m, m)}`" if m in SOURCES else f"`{m.removeprefix('src/')}`" for m in MUTATED) + ".", "",
+             "`make mutate` (mutmut over the unit and integration tests; `mutation/run.py`).", "",
              f"- mutants: {len(statuses)}, of which checked: {len(checked)}; killed (a test failed or hung): {killed}; "
              f"listed as equivalent: {len(equivalent)}; "
              f"surviving and not explained: {len(unexplained)}",
              f"- **mutation score: {killed}/{scored} = {score:.1%}** of the mutants that are not equivalent", "",
              "Each mutant keeps its result until its function's source changes (then it is tried again); "
              "`--survivors` tries again, with the tests as they are, the mutants not killed; `--fresh` starts over. "
-             "mutmut leaves decorated functions alone: the API function's route and error handlers are not mutated "
-             "(they are thin; what they decide is in `scans.py`, which is).", ""]
+             "mutmut leaves decorated functions alone: the API's routes and error handlers only hand the request "
+             "to plain functions (mutated), and `health` returns a constant.", "",
+             "| module | mutants | killed | equivalent | surviving, not explained | score |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for staged in MUTATED:
+        module = staged.removeprefix("src/").removesuffix(".py").replace("/", ".")
+        mine = {name: status for name, status in checked.items() if module_of(name) == module}
+        mine_equivalent = sum(name in mine for name in equivalent)
+        mine_killed = sum(status in DETECTED for status in mine.values())
+        mine_scored = len(mine) - mine_equivalent
+        lines.append(f"| `{repository_path(staged)}` | {len(mine)} | {mine_killed} | {mine_equivalent} | "
+                     f"{mine_scored - mine_killed} | {mine_killed / mine_scored:.1%} |" if mine_scored else
+                     f"| `{repository_path(staged)}` | {len(mine)} | {mine_killed} | {mine_equivalent} | 0 | - |")
     by_status: dict[str, int] = {}
     for status in statuses.values():
         by_status[status] = by_status.get(status, 0) + 1
-    lines += ["| status | mutants |", "| --- | --- |"] + [f"| {s} | {n} |" for s, n in sorted(by_status.items())] + [""]
+    lines += ["", "| status | mutants |", "| --- | --- |"] + [f"| {s} | {n} |" for s, n in sorted(by_status.items())] + [""]
     if unexplained:
         lines += ["## Surviving, not explained", ""]
         for name in unexplained:

@@ -4,6 +4,7 @@ saying so, where they are absent."""
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
@@ -34,9 +35,7 @@ def nih_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def nih_slices(nih_dir):
-    from pancscan_model.data import load_nih_slices
-
-    return load_nih_slices(nih_dir)
+    return _loaded("load_nih_slices", nih_dir)
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +45,16 @@ def msd_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def msd_slices(msd_dir):
-    from pancscan_model.data import load_msd_slices
+    return _loaded("load_msd_slices", msd_dir)
 
-    return load_msd_slices(msd_dir)
+
+@functools.cache
+def _loaded(loader: str, folder: Path):
+    """Loaded once per process, not per session: `make mutate` runs a pytest session for each mutant
+    in a process forked from one that has them already."""
+    from pancscan_model import data
+
+    return getattr(data, loader)(folder)
 
 
 @pytest.fixture(scope="session")

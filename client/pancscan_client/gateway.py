@@ -62,8 +62,9 @@ class Destination:
 
     @classmethod
     def parse(cls, text: str) -> "Destination":
-        """AE@HOST:PORT, as in `--pacs ORTHANC@pacs.example:4242`."""
-        ae_title, _, address = text.partition("@")
+        """AE@HOST:PORT, as in `--pacs ORTHANC@pacs.example:4242` (an AE title may hold "@", a host
+        name may not; an IPv6 address holds ":")."""
+        ae_title, _, address = text.rpartition("@")
         host, _, port = address.rpartition(":")
         if not (ae_title and host and port.isdigit()):
             raise ValueError("a DICOM destination is AE_TITLE@HOST:PORT")
@@ -188,7 +189,6 @@ class Gateway:
         folder = self.state / "outbox" / key
         folder.mkdir(parents=True, exist_ok=True)
         header = Dataset({tag: element for tag, element in source.items() if tag != 0x7FE00010})  # no pixels
-        header.file_meta = source.file_meta
         if can_report(result):
             structured_report(result, header).save_as(folder / "report.dcm", enforce_file_format=True)
         if can_capture(result):

@@ -39,27 +39,26 @@ def can_capture(result: dict) -> bool:
 
 def picture(result: dict) -> np.ndarray:
     """RGB pixels: a caption band (label, probability, model, disclaimer) above the slice with its heatmap."""
-    grey = np.asarray(Image.open(io.BytesIO(base64.b64decode(result["slice_image"]["data"]))).convert("L"), np.float32)
-    heat = np.asarray(Image.open(io.BytesIO(base64.b64decode(result["heatmap"]["data"]))).convert("L"), np.float32) / 255
+    grey = np.asarray(Image.open(io.BytesIO(base64.b64decode(result["slice_image"]["data"]))))  # the API's PNGs are 8-bit grey
+    heat = np.asarray(Image.open(io.BytesIO(base64.b64decode(result["heatmap"]["data"])))) / 255
     image = overlay(grey, heat)
-    canvas = Image.new("RGB", (image.width, image.height + CAPTION_PX), "black")
+    canvas = Image.new("RGB", (image.width, image.height + CAPTION_PX))  # black
     canvas.paste(image, (0, CAPTION_PX))
-    draw = ImageDraw.Draw(canvas)
+    draw = ImageDraw.Draw(canvas)  # its ink: white
     label = "lesion suspected" if result["label"] == "cancer_detected" else "no lesion suspected"
-    draw.text((4, 2), f"{label}  p={result['probability']:.2f}  model {result['model_version']}", fill="white")
+    draw.text((4, 2), f"{label}  p={result['probability']:.2f}  model {result['model_version']}")
     draw.text((4, 14), DISCLAIMER, fill=(255, 200, 0))
     return np.asarray(canvas)
 
 
 def secondary_capture(result: dict, source: Dataset | None, now: float | None = None) -> Dataset:
     """The capture as a pydicom dataset with its file meta; ``source`` is a header of the scan's DICOM."""
-    now = time.time() if now is None else now
     pixels = picture(result)
     ds = Dataset()
     for name in TYPE_2:
         setattr(ds, name, "")
     for name in FROM_SOURCE:
-        value: Any = getattr(source, name, None) if source is not None else None
+        value: Any = getattr(source, name, None)
         if value not in (None, ""):
             setattr(ds, name, value)
     if "StudyInstanceUID" not in ds:
@@ -76,7 +75,7 @@ def secondary_capture(result: dict, source: Dataset | None, now: float | None = 
     ds.SeriesDescription = "PancScan heatmap (research, not for diagnosis)"
     ds.ImageType = ["DERIVED", "SECONDARY"]
     ds.BurnedInAnnotation = "YES"
-    stamp = time.gmtime(now)
+    stamp = time.gmtime(now)  # now, when None
     ds.ContentDate, ds.ContentTime = time.strftime("%Y%m%d", stamp), time.strftime("%H%M%S", stamp)
     ds.Manufacturer = "PancScan"
     ds.SoftwareVersions = str(result.get("model_version") or "")

@@ -46,7 +46,7 @@ def structured_report(result: dict, evidence: Dataset) -> hd.sr.Comprehensive3DS
         name="PancScan", version=str(result["model_version"]),
         parameters=[f"threshold {result['threshold']}", f"label {result['label']}"])
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"PancScan: {WARNING}"),
+        tracking_identifier=hd.sr.TrackingIdentifier(identifier=f"PancScan: {WARNING}"),  # highdicom adds its UID
         finding_type=codes.SCT.Mass,
         finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.Pancreas)],
         algorithm_id=algorithm,

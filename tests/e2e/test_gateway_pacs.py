@@ -9,12 +9,9 @@ A Chromium screenshot of the study in Orthanc's own web interface goes to test-a
 import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import highdicom as hd
@@ -26,57 +23,16 @@ from pydicom.uid import generate_uid
 
 from tests.dicom_factory import PHI, PHI_STRINGS, ct_dataset, display_to_hu
 from tests.e2e.conftest import RunningStack
-from tests.e2e.test_local_stack import BUCKET, TABLE
 from tests.e2e.test_hospital_auth import auth_stack  # noqa: F401 (fixture)
+from tests.e2e.test_local_stack import BUCKET, TABLE
 from tests.e2e.test_site import ARTIFACTS, CHROMIUM, FLAGS
-
-ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.orthanc import free_port, running_orthanc, wait_for
 
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory):
-    if not Path(ORTHANC).exists() or not DICOMWEB_PLUGIN.exists():
-        pytest.fail("Orthanc is missing: `make test` installs Debian's orthanc and orthanc-dicomweb")
-    folder = tmp_path_factory.mktemp("orthanc")
-    http, dicom = free_port(), free_port()
-    config = {"Name": "PancScan test PACS", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
-              "HttpPort": http, "DicomPort": dicom, "DicomAet": "ORTHANC", "RemoteAccessAllowed": False,
-              "AuthenticationEnabled": False, "DicomModalitiesInDatabase": True,
-              "Plugins": [str(DICOMWEB_PLUGIN)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
-    (folder / "orthanc.json").write_text(json.dumps(config))
-    log = (folder / "orthanc.log").open("w")
-    process = subprocess.Popen([ORTHANC, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{http}"
-    try:
-        wait_for(lambda: _answers(f"{url}/system"), 60, "Orthanc")
-        yield {"url": url, "dicom_port": dicom}
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).ok
-    except requests.ConnectionError:
-        return False
+    with running_orthanc(tmp_path_factory.mktemp("orthanc")) as pacs:
+        yield pacs
 
 
 @contextlib.contextmanager

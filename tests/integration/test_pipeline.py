@@ -133,7 +133,7 @@ def test_the_s3_adapter_refuses_an_object_over_the_limit_unread(aws, size):
     if size > 100:
         with pytest.raises(ScanRejected) as refused:
             store.read("uploads/x", max_bytes=100)
-        assert refused.value.code == "too_large"
+        assert (refused.value.code, refused.value.message) == ("too_large", "The file is larger than 100 bytes.")
     else:
         assert store.read("uploads/x", max_bytes=100) == b"x" * size
     assert store.read("uploads/missing", max_bytes=100) is None

@@ -225,3 +225,165 @@ def test_the_size_validator_says_why_a_value_is_refused(api, size, message):
     with pytest.raises(ValidationError) as caught:
         module.CreateScan.model_validate({"filename": "s.png", "content_type": "image/png", "size": size})
     assert [(e["loc"], e["msg"]) for e in caught.value.errors()] == [(("size",), message)]
+
+
+# --- refusals: each with its code and the message that says what to send ------------------------------
+
+
+def answer(handler, method: str, path: str, body: str | None = None, content_type: str = "application/json",
+           query: dict | None = None) -> tuple[int, dict]:
+    event = api_event(method, path, body)
+    event["headers"]["content-type"] = content_type
+    if query:
+        event["queryStringParameters"] = query
+        event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
+    response = handler(event, LocalContext("api"))
+    return response["statusCode"], json.loads(response["body"])
+
+
+def refusal(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+EXPECTED = " (expected filename, content_type and size)"
+
+
+@pytest.mark.parametrize("body, content_type, expected", [
+    ('{"content_type": "image/png"}', "application/json", refusal("invalid_request", "invalid or missing: filename, size" + EXPECTED)),
+    ("[]", "application/json", refusal("invalid_request", "the body must be a JSON object" + EXPECTED)),
+    ('"a scan"', "application/json", refusal("invalid_request", "the body must be a JSON object" + EXPECTED)),
+    ("{not json", "application/json", refusal("invalid_request", "the body must be a JSON object" + EXPECTED)),
+    ('{"filename": "a.gif", "content_type": "image/gif", "size": 1}', "application/json",
+     refusal("unsupported_type", "content_type must be one of " + ", ".join(scans.CONTENT_TYPES))),
+    ("filename=a.png", "multipart/form-data", refusal("invalid_request", "send the body as JSON with the header Content-Type: application/json")),
+    ("filename=a.png", "text/plain", refusal("invalid_request", "send the body as JSON with the header Content-Type: application/json")),
+], ids=["fields-missing", "array", "string", "not-json", "unsupported-type", "form-without-boundary", "plain-text"])
+def test_a_refused_creation_says_what_was_wrong(api, body, content_type, expected):
+    handler, table = api
+    assert answer(handler, "POST", "/v1/scans", body, content_type) == (400, expected)
+    assert table.records == {}
+
+
+def test_a_json_body_sent_under_another_content_type_is_told_to_say_json(api):
+    handler, _ = api
+    body = json.dumps({"filename": "a.png", "content_type": "image/png"})
+    assert answer(handler, "POST", "/v1/scans", body, "application/x-www-form-urlencoded") == (
+        400, refusal("invalid_request", "send the body as JSON with the header Content-Type: application/json" + EXPECTED))
+
+
+def test_an_unknown_format_is_named_in_the_refusal(api):
+    handler, table = api
+    record, token = stored_scan(table)
+    event = api_event("GET", f"/v1/scans/{record.scan_id}", token=token)
+    event["queryStringParameters"], event["rawQueryString"] = {"format": "xml"}, "format=xml"
+    response = handler(event, LocalContext("api"))
+    assert (response["statusCode"], json.loads(response["body"])) == (400, refusal("invalid_request", "invalid: format (see /v1/openapi.json)"))
+
+
+def test_a_refusal_that_names_no_field_says_the_request(api):
+    handler, _ = api
+    module = sys.modules[handler.__module__]
+    response = module.validation_error([{"loc": ("query",), "type": "missing"}], "GET", None)
+    assert (response.status_code, response.body) == (400, refusal("invalid_request", "invalid: the request (see /v1/openapi.json)"))
+    two = module.validation_error([{"loc": ("query", "format")}, {"loc": ("header", "x-scan-token")}], "GET", None)
+    assert two.body == refusal("invalid_request", "invalid: format, x-scan-token (see /v1/openapi.json)")
+
+
+def test_an_unparsable_json_body_is_not_mistaken_for_a_content_type_problem(api):
+    # Powertools raises ValueError on a body it cannot parse; under a JSON content type that is its own error
+    handler, _ = api
+    module = sys.modules[handler.__module__]
+    problem = ValueError("cannot parse")
+    with pytest.raises(ValueError) as raised:
+        module.not_json(problem, "application/json")
+    assert raised.value is problem
+    response = module.not_json(problem, None)
+    assert (response.status_code, response.body) == (400, refusal("invalid_request", "send the body as JSON with the header Content-Type: application/json"))
+
+
+def test_a_path_outside_the_api_is_not_found_and_says_where_the_routes_are(api):
+    handler, _ = api
+    assert answer(handler, "GET", "/v2/scans") == (404, refusal("not_found", "No such route; see /v1/openapi.json."))
+
+
+@pytest.mark.parametrize("method, path, allowed", [("GET", "/v1/scans", "POST"), ("POST", "/v1/scans/abc", "GET, DELETE"),
+                                                   ("DELETE", "/v1/scans/abc/slices", "GET"), ("POST", "/v1/health", "GET"),
+                                                   ("PUT", "/v1/openapi.json", "GET")])
+def test_each_route_answers_a_wrong_method_with_its_allowed_ones(api, method, path, allowed):
+    handler, _ = api
+    response = handler(api_event(method, path), LocalContext("api"))
+    assert (response["statusCode"], response["headers"]["Allow"]) == (405, allowed)
+    assert json.loads(response["body"]) == refusal("method_not_allowed", f"use {allowed}")
+
+
+class DynamoLikeStore:
+    """What DynamoDB does with a key over 2,048 bytes: a ValidationException (a 500 if it got there)."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def get(self, scan_id: str):
+        if len(scan_id.encode()) > 2048:
+            raise RuntimeError("ValidationException: Size of hashkey has exceeded the maximum size limit of 2048 bytes")
+        return self.store.get(scan_id)
+
+
+@pytest.mark.parametrize("method, suffix", [("GET", ""), ("GET", "/slices"), ("DELETE", "")])
+def test_a_path_id_that_is_no_scan_id_is_not_found_without_asking_the_store(api, monkeypatch, method, suffix):
+    handler, table = api
+    monkeypatch.setattr(sys.modules[handler.__module__], "store", DynamoLikeStore(table))
+    assert answer(handler, method, f"/v1/scans/{'a' * 3000}{suffix}") == (
+        404, refusal("not_found", scans.REQUEST_ERROR_CODES["not_found"]))
+
+
+def test_a_creation_is_logged_with_the_scan_id_and_content_type_alone(api, caplog):
+    handler, _ = api
+    caplog.set_level("INFO")
+    body = json.dumps({"filename": "Doe^Jane 1970-01-01.png", "content_type": "image/png", "size": 9})
+    created = json.loads(handler(api_event("POST", "/v1/scans", body), LocalContext("api"))["body"])
+    (entry,) = [entry for entry in caplog.records if entry.getMessage() == "scan created"]
+    assert (entry.scan_id, entry.content_type) == (created["scan_id"], "image/png")
+    assert all("Doe" not in str(vars(entry)) and created["result_token"] not in str(vars(entry)) for entry in caplog.records)
+
+
+def test_a_deletion_is_logged_with_the_scan_id_alone(api, caplog):
+    handler, table = api
+    record, token = stored_scan(table)
+    caplog.set_level("INFO")
+    response = handler(api_event("DELETE", f"/v1/scans/{record.scan_id}", token=token), LocalContext("api"))
+    assert response["statusCode"] == 204
+    deleted = [entry for entry in caplog.records if entry.getMessage() == "scan deleted"]
+    assert len(deleted) == 1 and deleted[0].scan_id == record.scan_id
+    assert all(token not in str(vars(entry)) for entry in caplog.records)
+
+
+def test_the_document_names_the_api_its_version_and_that_it_is_no_medical_device(api):
+    from pancscan import __version__
+
+    handler, _ = api
+    info = openapi_document(handler)["info"]
+    assert info == {"title": "PancScan API", "version": __version__, "description": "Research software, not a medical device."}
+
+
+def test_results_are_never_cached_in_json_or_fhir_and_fhir_says_its_media_type(api):
+    handler, table = api
+    record, token = stored_scan(table)
+    pending = handler(api_event("GET", f"/v1/scans/{record.scan_id}", token=token) | {"rawQueryString": "format=fhir",
+                      "queryStringParameters": {"format": "fhir"}}, LocalContext("api"))
+    assert (pending["statusCode"], json.loads(pending["body"])) == (409, refusal("not_ready", scans.REQUEST_ERROR_CODES["not_ready"]))
+    record.status, record.result = scans.REJECTED, {"reason": {"code": "not_abdominal_ct", "message": "m"}}
+    table.records[record.scan_id] = record
+    for query, media_type in (({}, "application/json"), ({"format": "fhir"}, "application/fhir+json")):
+        event = api_event("GET", f"/v1/scans/{record.scan_id}", token=token)
+        if query:
+            event["queryStringParameters"], event["rawQueryString"] = query, "format=fhir"
+        response = handler(event, LocalContext("api"))
+        assert response["statusCode"] == 200
+        assert (response["headers"]["Content-Type"], response["headers"]["Cache-Control"]) == (media_type, "no-store")
+
+
+def test_a_deletion_answers_204_with_an_empty_body(api):
+    handler, table = api
+    record, token = stored_scan(table)
+    response = handler(api_event("DELETE", f"/v1/scans/{record.scan_id}", token=token), LocalContext("api"))
+    assert (response["statusCode"], response["body"], response["headers"]["Content-Type"]) == (204, "", "application/json")

@@ -64,3 +64,38 @@ def test_pancscan_reads_the_copy_as_it_reads_the_original():
     assert (mine.modality, mine.axial, mine.position, mine.position_known, mine.slice_thickness_mm, mine.pixel_spacing_mm) == (
         theirs.modality, theirs.axial, theirs.position, theirs.position_known, theirs.slice_thickness_mm, theirs.pixel_spacing_mm)
     assert mine.position == 12.5 and mine.series_number == theirs.series_number
+
+
+def test_the_copy_says_how_it_was_de_identified_in_the_profiles_own_terms():
+    copy = deidentified(source(), SECRET)
+    assert (copy.PatientIdentityRemoved, copy.DeidentificationMethod) == ("YES", "PS3.15 Annex E basic profile, as a keep-list")
+    (method,) = copy.DeidentificationMethodCodeSequence
+    assert (method.CodeValue, method.CodingSchemeDesignator, method.CodeMeaning) == (
+        "113100", "DCM", "Basic Application Confidentiality Profile")
+    assert (copy.file_meta.MediaStorageSOPClassUID, copy.file_meta.MediaStorageSOPInstanceUID) == (copy.SOPClassUID, copy.SOPInstanceUID)
+
+
+def test_each_uid_gets_its_own_uuid_derived_uid():
+    made = {new_uid(f"1.2.3.{k}", SECRET) for k in range(100)}
+    assert len(made) == 100
+    assert all(uid.startswith("2.25.") and int(uid.removeprefix("2.25.")) < 2**128 for uid in made)  # PS3.5 B.2: a 128-bit UUID
+
+
+def test_compressed_pixels_keep_their_transfer_syntax_and_others_become_explicit_little_endian():
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
+
+    compressed = source()
+    compressed.compress(RLELossless)
+    copy = deidentified(compressed, SECRET)
+    assert copy.file_meta.TransferSyntaxUID == RLELossless and copy.PixelData == compressed.PixelData
+    assert np.array_equal(parse_dicom(written(copy)).pixel_array, source().pixel_array)
+
+    implicit = source()
+    implicit.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    assert deidentified(implicit, SECRET).file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    without_syntax = source()
+    del without_syntax.file_meta.TransferSyntaxUID
+    assert deidentified(without_syntax, SECRET).file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    without_meta = source()
+    del without_meta.file_meta
+    assert deidentified(without_meta, SECRET).file_meta.TransferSyntaxUID == ExplicitVRLittleEndian

@@ -265,3 +265,12 @@ def test_a_palette_png_decodes_to_the_luminance_of_its_entries():
     decoded = decode_image(png_8bit(img))
     # ITU-R 601-2 luma (Pillow's L conversion), not the channel mean: red 76, blue 29
     assert np.array_equal(decoded.grey, np.array([[76, 29, 90]], np.float32))
+
+
+def test_an_image_over_the_limit_is_refused_with_its_size_in_the_message():
+    with pytest.raises(ScanRejected) as refused:
+        decode_image(png_claiming(4097, 12))
+    assert refused.value.message == "Image is 4097x12 pixels; the limit is 4096 a side."
+    with pytest.raises(ScanRejected) as bomb:  # Pillow's own check refuses it first
+        decode_image(png_claiming(100_000, 100_000))
+    assert bomb.value.message == "Image is over 4096 pixels a side."

@@ -10,11 +10,12 @@ import zipfile
 import nibabel as nib
 import numpy as np
 import pytest
-from pydicom.uid import JPEG2000Lossless, RLELossless
+from pydicom.uid import JPEG2000Lossless, RLELossless, generate_uid
 
 from pancscan.errors import ScanRejected
 from pancscan.reading.nifti import gunzip_limited
 from pancscan.reading.scan_input import read_scan
+from tests.conftest import png_bytes
 from tests.dicom_factory import PHI_STRINGS, ct_dataset, display_to_hu, series_zip, to_bytes, zip_of
 
 SIZE = 64
@@ -132,6 +133,58 @@ def test_a_series_is_decoded_only_at_the_slices_sampled_on_the_grid():
         assert np.abs(image - expected(slices[k])).max() < 0.01
 
 
+def test_only_the_sampled_slices_are_read_whole_the_others_up_to_their_header(monkeypatch):
+    from pancscan.reading import scan_input
+
+    reads = []
+    real = scan_input.read_member
+    monkeypatch.setattr(scan_input, "read_member", lambda archive, info, limit=None: reads.append(limit) or real(archive, info, limit))
+    read_scan(series_zip([hu_image(40 + k) for k in range(9)]), WINDOW, SIZE, grid_mm=5.0)
+    assert sorted(reads, key=str) == [scan_input.HEADER_BYTES] * 9 + [None] * 5  # nine headers, five sampled slices
+
+
+def test_several_series_are_named_in_the_refusal_by_number_modality_and_size():
+    made = {}
+    for name, number, modality, files in (("seven", 7, "CT", 1), ("one", 1, "", 2), ("unnumbered", None, "MR", 1)):
+        uid = generate_uid()
+        for k in range(files):
+            ds = ct_dataset(hu_image(50 + k), z=2.5 * k, series_uid=uid, series_number=number or 1)
+            ds.Modality = modality
+            if number is None:
+                del ds.SeriesNumber
+            made[f"{name}{k}.dcm"] = to_bytes(ds)
+    with pytest.raises(ScanRejected) as refused:
+        read(zip_of(made))  # the zip's order: seven, one, unnumbered
+    assert (refused.value.code, refused.value.message) == ("too_many_series", (
+        "The zip holds 3 series: series ? (MR, 1 files); series 1 (no modality, 2 files); series 7 (CT, 1 files). "
+        "Send one series per upload."))
+
+
+def test_reports_and_other_files_beside_the_images_are_passed_over():
+    uid = generate_uid()
+    report = ct_dataset(hu_image(60), series_uid=uid)
+    del report.PixelData  # a report or presentation state exported with the study
+    files = {"A_README.txt": b"viewer", "B_report.dcm": to_bytes(report)}
+    files |= {f"C{k}.dcm": to_bytes(ct_dataset(hu_image(61 + k), z=2.5 * k, series_uid=uid)) for k in range(3)}
+    assert read(zip_of(files)).technical["slices"] == 3
+
+
+def test_a_zip_without_images_and_a_series_mixing_modalities_say_so():
+    assert refusal_message(zip_of({"README.txt": b"hello"})) == ("empty_series", "The zip holds no DICOM image.")
+    uid = generate_uid()
+    mixed = {f"IM{k}.dcm": to_bytes(ct_dataset(hu_image(70 + k), z=2.5 * k, series_uid=uid)) for k in range(2)}
+    other = ct_dataset(hu_image(72), z=5.0, series_uid=uid)
+    other.Modality = "PT"
+    mixed["IM2.dcm"] = to_bytes(other)
+    assert refusal_message(zip_of(mixed)) == ("unsupported_modality", "The series mixes CT with other modalities; PancScan reads CT only.")
+
+
+def refusal_message(data: bytes) -> tuple[str, str]:
+    with pytest.raises(ScanRejected) as refused:
+        read(data)
+    return refused.value.code, refused.value.message
+
+
 def test_two_series_are_refused_naming_them_without_patient_data():
     first = zipfile.ZipFile(io.BytesIO(series_zip([hu_image(20), hu_image(21)], series_number=3)))
     second = zipfile.ZipFile(io.BytesIO(series_zip([hu_image(22)], series_number=7)))
@@ -239,3 +292,82 @@ def test_a_nifti_volume_with_a_zero_dimension_is_refused_as_empty(shape):
     with pytest.raises(ScanRejected) as caught:
         read(nib.Nifti1Image(np.zeros(shape, np.int16), np.eye(4)).to_bytes())
     assert caught.value.code == "unreadable_file" and "empty" in caught.value.message
+
+
+def zip_of_datasets(datasets) -> bytes:
+    return zip_of({f"IM{k:04d}.dcm": to_bytes(ds) for k, ds in enumerate(datasets)})
+
+
+def test_positions_count_from_the_lowest_slice_wherever_the_scanner_put_the_patient():
+    uid = generate_uid()
+    # 3 mm apart, slices 2.5 mm thick: the positions, not the thickness, place them
+    scan = read(zip_of_datasets([ct_dataset(hu_image(10 + k), z=-350.0 + 3.0 * k, series_uid=uid) for k in range(3)]))
+    assert scan.positions_mm == (0.0, 3.0, 6.0) and scan.technical["slice_thickness_mm"] == 2.5
+
+
+@pytest.mark.parametrize("thickness, positions", [(3.0, (0.0, 3.0, 6.0)), (None, (0.0, 2.5, 5.0))], ids=["thickness", "neither"])
+def test_without_positions_slices_are_a_slice_thickness_apart_else_a_typical_spacing(thickness, positions):
+    uid, made = generate_uid(), []
+    for k in range(3):
+        ds = ct_dataset(hu_image(10 + k), z=2.5 * k, series_uid=uid)
+        del ds.ImagePositionPatient
+        if thickness is None:
+            del ds.SliceThickness
+        else:
+            ds.SliceThickness = thickness
+        made.append(ds)
+    assert read(zip_of_datasets(made)).positions_mm == positions
+    assert read(zip_of_datasets(made[:1])).positions_mm == (0.0,)
+
+
+def test_a_series_without_pixel_spacing_says_so():
+    uid, made = generate_uid(), []
+    for k in range(2):
+        ds = ct_dataset(hu_image(10 + k), z=2.5 * k, series_uid=uid)
+        del ds.PixelSpacing
+        made.append(ds)
+    assert read(zip_of_datasets(made)).technical["pixel_spacing_mm"] is None
+
+
+def nifti_volume(slices: int, thickness: float) -> bytes:
+    hu = np.full((8, 8, slices), -1000, np.int16)  # air around a little soft tissue, as CT
+    hu[2:6, 2:6] = 40
+    return nifti_bytes(hu, np.diag([0.70312, 0.70318, thickness, 1.0]))
+
+
+def test_a_nifti_volume_says_what_it_is_and_where_each_slice_lies():
+    scan = read(nifti_volume(4, 0.81234))
+    assert scan.technical == {"format": "nifti", "modality": "CT", "slices": 4, "slice_thickness_mm": 0.812,
+                              "pixel_spacing_mm": [0.7032, 0.7031]}  # rows (y) first
+    assert scan.positions_mm == pytest.approx((0.0, 0.81234, 1.62468, 2.43702)) and scan.sampled == (0, 1, 2, 3)
+    assert scan.is_series and len(scan.images) == 4 and scan.images[0].shape == (SIZE, SIZE)
+    assert read_scan(nifti_volume(4, 0.81234), WINDOW, SIZE, grid_mm=1.6).sampled == (0, 2, 3)
+
+
+def test_a_nifti_volume_of_exactly_1000_slices_is_read():
+    assert read_scan(nifti_volume(1000, 1.0), WINDOW, 8, grid_mm=10_000.0).technical["slices"] == 1000
+
+
+def test_a_fine_series_read_without_a_grid_keeps_every_slice():
+    scan = read(series_zip([hu_image(80 + k) for k in range(4)], spacing=0.5))
+    assert scan.sampled == (0, 1, 2, 3) and len(scan.images) == 4
+
+
+def test_the_window_given_is_the_window_used():
+    hu = hu_image(90)
+    scan = read_scan(to_bytes(ct_dataset(hu)), (40.0, 400.0), SIZE)  # a soft-tissue window, not the default
+    assert not scan.is_series and np.abs(scan.images[0] - np.clip((hu - (40.0 - 200.0)) / 400.0, 0, 1)).max() < 0.01
+
+
+def test_an_image_is_resized_to_the_size_asked_and_a_colour_one_is_marked():
+    grey = read_scan(png_bytes(np.full((32, 32), 90)), WINDOW, SIZE)
+    assert (grey.images[0].shape, grey.is_series, grey.is_colour, grey.technical) == ((SIZE, SIZE), False, False, {"format": "png"})
+    colour = np.zeros((32, 32, 3))
+    colour[..., 0] = 200
+    assert read_scan(png_bytes(colour, "RGB"), WINDOW, SIZE).is_colour is True
+
+
+def test_an_unknown_file_says_which_formats_are_read():
+    with pytest.raises(ScanRejected) as refused:
+        read(b"GIF89a not a scan")
+    assert (refused.value.code, refused.value.message) == ("unreadable_file", "Not a PNG, JPEG, DICOM, zip (DICOM series) or NIfTI file.")

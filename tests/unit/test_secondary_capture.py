@@ -96,3 +96,65 @@ def test_the_capture_passes_the_reference_iod_validator(tmp_path):
     assert dciodvfy_errors(capture, tmp_path) == []
     del capture.BodyPartExamined  # as before: General Series' Laterality (Type 2C) then counts as missing
     assert any("Laterality" in error for error in dciodvfy_errors(capture, tmp_path))
+
+
+def decoded(image: dict) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(image["data"]))))
+
+
+def test_the_picture_is_the_caption_band_above_the_slice_with_its_heatmap_pixel_for_pixel():
+    from PIL import ImageDraw
+
+    from pancscan_client.overlay import overlay
+
+    for label, words in (("cancer_detected", "lesion suspected"), ("no_cancer_detected", "no lesion suspected")):
+        ramp = np.tile(np.linspace(0, 255, 64), (64, 1))  # every heat level, so the scale to 0..1 shows
+        given = result() | {"label": label, "probability": 0.4567, "heatmap": png(ramp),
+                            "slice_image": png(np.tile(np.arange(256) % 200, (256, 1)))}
+        band = Image.new("RGB", (256, CAPTION_PX), (0, 0, 0))
+        draw = ImageDraw.Draw(band)
+        draw.text((4, 2), f"{words}  p=0.46  model 2026.11-test", fill=(255, 255, 255))
+        draw.text((4, 14), "PancScan research software - not for diagnosis", fill=(255, 200, 0))
+        slice_ = np.asarray(overlay(decoded(given["slice_image"]).astype(np.float32), decoded(given["heatmap"]) / 255.0))
+        pixels = secondary_capture(given, None).pixel_array
+        assert np.array_equal(pixels, np.concatenate([np.asarray(band), slice_])), label
+
+
+def test_the_capture_header_says_what_it_is_when_and_by_which_model():
+    ds = secondary_capture(result(), ct_dataset(np.zeros((32, 32))), now=1_000_000_000.0)  # 2001-09-09 01:46:40 UTC
+    assert {name: ds[name].value for name in (
+        "SeriesNumber", "InstanceNumber", "SeriesDescription", "ImageType", "Manufacturer", "SoftwareVersions",
+        "ContentDate", "ContentTime", "BodyPartExamined", "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration",
+        "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation")} == {
+        "SeriesNumber": 9901, "InstanceNumber": 1, "SeriesDescription": "PancScan heatmap (research, not for diagnosis)",
+        "ImageType": ["DERIVED", "SECONDARY"], "Manufacturer": "PancScan", "SoftwareVersions": "2026.11-test",
+        "ContentDate": "20010909", "ContentTime": "014640", "BodyPartExamined": "PANCREAS", "SamplesPerPixel": 3,
+        "PhotometricInterpretation": "RGB", "PlanarConfiguration": 0, "BitsAllocated": 8, "BitsStored": 8, "HighBit": 7,
+        "PixelRepresentation": 0}
+    assert ds.DerivationDescription == ("PancScan result cancer_detected, probability 0.81, threshold 0.69; most suspicious slice "
+                                        "with its lesion heatmap. PancScan research software - not for diagnosis.")
+    assert (ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID, ds.file_meta.TransferSyntaxUID) == (
+        ds.SOPClassUID, ds.SOPInstanceUID, pydicom.uid.ExplicitVRLittleEndian)
+
+
+def test_without_a_time_the_capture_is_dated_now():
+    import time
+
+    before = time.gmtime()
+    ds = secondary_capture(result(), None)
+    after = time.gmtime()
+    assert time.strftime("%Y%m%d", before) <= ds.ContentDate <= time.strftime("%Y%m%d", after)
+    assert ds.ContentDate + ds.ContentTime >= time.strftime("%Y%m%d%H%M%S", before)
+
+
+def test_an_unknown_model_version_is_empty_and_the_description_fits_its_1024_characters():
+    assert secondary_capture(result() | {"model_version": None}, None).SoftwareVersions == ""
+    long = secondary_capture(result() | {"label": "x" * 2000}, None)
+    assert len(long.DerivationDescription) == 1024 and long.DerivationDescription.startswith("PancScan result xxx")
+
+
+def test_a_source_with_an_empty_study_uid_gets_a_new_one_not_an_empty_one():
+    source = ct_dataset(np.zeros((32, 32)))
+    source.StudyInstanceUID = ""
+    ds = secondary_capture(result(), source)
+    assert ds.StudyInstanceUID and ds.StudyInstanceUID != "" and ds.PatientID == source.PatientID

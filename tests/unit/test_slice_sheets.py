@@ -100,7 +100,7 @@ def test_the_view_lists_only_scored_slices_in_order_with_each_sheets_urls():
     assert view["slices"][64] == {"index": 65, "sheet": 1, "column": 0, "row": 0}
     assert view["sheets"] == [{"image": "https://s/slices-0.jpg", "heatmap": "https://s/heatmaps-0.png"},
                               {"image": "https://s/slices-1.jpg", "heatmap": "https://s/heatmaps-1.png"}]
-    assert view["urls_expire_at"] == 310
+    assert (view["scan_id"], view["urls_expire_at"]) == (record.scan_id, 310)
     assert (view["columns"], view["image_tile_px"], view["heatmap_tile_px"]) == (8, 256, 64)
 
 
@@ -126,10 +126,16 @@ def series_result(count: int = 3) -> ScanResult:
 
 
 def test_a_series_leaves_its_sheets_beside_its_result():
-    table, bucket, key, scan_id = world = new_world()
+    table, bucket, key, scan_id = new_world()
     sheets = InMemorySheetStore()
     assert process_upload(key, bucket, table, CountingScorer(series_result()), max_bytes=MAX, now=1, sheets=sheets).status == "complete"
     assert sorted(sheets.objects[scan_id]) == ["heatmaps-0.png", "slices-0.jpg"]
+    assert table.get(scan_id).status == "complete"
+
+
+def test_without_a_sheet_store_a_series_is_recorded_all_the_same():
+    table, bucket, key, scan_id = new_world()
+    assert process_upload(key, bucket, table, CountingScorer(series_result()), max_bytes=MAX, now=1, sheets=None).status == "complete"
     assert table.get(scan_id).status == "complete"
 
 
@@ -194,7 +200,8 @@ def test_the_slices_of_a_scan_still_being_scored_are_not_ready(api):
     record, token = scans.new_scan(scans.UploadRequest("s.zip", "application/zip", 10), now=int(time.time()), ttl_seconds=3600)
     table.create(record)
     answer = handler(api_event("GET", f"/v1/scans/{record.scan_id}/slices", token=token), LocalContext("api"))
-    assert answer["statusCode"] == 409 and json.loads(answer["body"])["error"]["code"] == "not_ready"
+    assert answer["statusCode"] == 409
+    assert json.loads(answer["body"]) == {"error": {"code": "not_ready", "message": scans.REQUEST_ERROR_CODES["not_ready"]}}
 
 
 def test_sheet_urls_never_outlive_the_result(api):

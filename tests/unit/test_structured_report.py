@@ -58,10 +58,49 @@ def test_the_report_says_the_finding_probability_threshold_model_and_slice(tmp_p
     assert "research use, not a diagnosis" in group.tracking_identifier
 
 
-def test_only_complete_results_are_reported():
+def test_only_complete_results_with_a_probability_are_reported():
     assert can_report(result())
     assert not can_report({"status": "rejected", "reason": {"code": "not_abdominal_ct"}})
+    assert not can_report({"status": "complete", "probability": None})
+    assert not can_report({"status": "failed", "probability": 0.5})
+
+
+def test_the_probability_names_the_algorithm_that_gave_it(tmp_path):
+    back = read_back(structured_report(result(), source_slice()), tmp_path)
+    (group,) = back.content.get_image_measurement_groups()
+    probability = next(m for m in group.get_measurements() if m.name == codes.DCM.ProbabilityOfCancer)
+    items = probability[0].ContentSequence  # the NUM item's own content
+    (name,), (version,) = items.find(codes.DCM.AlgorithmName), items.find(codes.DCM.AlgorithmVersion)
+    assert (name.value, version.value) == ("PancScan", "0.2.1+test")
+
+
+def test_the_slice_header_it_is_made_from_is_left_as_it_was():
+    source = source_slice()
+    for name in ("StudyTime", "ReferringPhysicianName"):
+        if name in source:
+            delattr(source, name)
+    before = source.to_json_dict()
+    structured_report(result(), source)
+    assert source.to_json_dict() == before
+
+
+def test_each_report_has_its_own_tracking_uid(tmp_path):
+    uids = []
+    for k in range(2):
+        (group,) = read_back(structured_report(result(), source_slice()), tmp_path).content.get_image_measurement_groups()
+        uids.append(group.tracking_uid)
+    assert uids[0] != uids[1] and all(uid.startswith(("1.", "2.")) for uid in uids)
 
 
 def test_the_report_passes_the_reference_iod_validator(tmp_path):
     assert dciodvfy_errors(structured_report(result(), source_slice()), tmp_path) == []
+
+
+def test_the_report_names_pancscan_as_its_observing_device_and_is_complete(tmp_path):
+    back = read_back(structured_report(result(), source_slice()), tmp_path)
+    assert (back.Manufacturer, back.InstanceNumber, back.CompletionFlag) == ("PancScan", 1, "COMPLETE")
+    context = back.ContentSequence
+    device = {item.ConceptNameCodeSequence[0].CodeMeaning: item for item in context if item.RelationshipType == "HAS OBS CONTEXT"}
+    assert device["Observer Type"].ConceptCodeSequence[0].CodeValue == "121007"  # Device
+    assert (device["Device Observer Name"].TextValue, device["Device Observer Manufacturer"].TextValue,
+            device["Device Observer Model Name"].TextValue) == ("PancScan (research use, not a diagnosis)", "PancScan", "0.2.1+test")

@@ -12,6 +12,7 @@ import zipfile
 import nibabel as nib
 import numpy as np
 import pytest
+from pydicom.uid import generate_uid
 
 from pancscan.errors import ScanRejected
 from pancscan.reading.archive import zip_folder
@@ -117,6 +118,14 @@ def test_a_zip_of_1001_dicom_slices_is_over_the_1000_slice_limit():
     with pytest.raises(ScanRejected) as caught:
         read_scan(zip_of(files), (127.5, 255.0), 8)
     assert caught.value.code == "too_large" and "over 1000 DICOM slices" in caught.value.message
+
+
+def test_a_zip_of_exactly_1000_dicom_slices_and_a_readme_is_read():
+    uid = generate_uid()
+    files = {"README.txt": b"exported by a viewer"} | {
+        f"IM{i:04d}.dcm": to_bytes(ct_dataset(np.full((4, 4), 40.0), z=float(i), series_uid=uid)) for i in range(1000)}
+    scan = read_scan(zip_of(files), (127.5, 255.0), 8, grid_mm=10_000.0)  # decode one slice: the count is the point
+    assert scan.technical["slices"] == 1000 and len(scan.positions_mm) == 1000
 
 
 def test_a_nifti_volume_of_1001_slices_is_over_the_1000_slice_limit():
@@ -240,3 +249,11 @@ def encrypted_member() -> bytes:
 def test_a_member_that_cannot_be_extracted_is_refused_with_its_message(make):
     assert refusal_of(lambda: (zip_members(make()))) == (
         "unreadable_file", "A file in the zip could not be extracted (damaged or encrypted).")
+
+
+def test_a_member_is_read_up_to_the_bytes_asked_for_or_whole():
+    from pancscan.reading.archive import read_member, zip_entries
+
+    data = tiny_ct(0)
+    archive, (info,) = zip_entries(zip_of({"IM0001.dcm": data}))
+    assert read_member(archive, info, 132) == data[:132] and read_member(archive, info) == data

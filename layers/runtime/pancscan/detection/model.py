@@ -1,7 +1,7 @@
 """The exported model at run time: a .tflite and its metadata JSON, loaded once per process.
 
-Uses ai-edge-litert, falling back to TensorFlow Lite's interpreter only when LiteRT is missing.
-Nothing here imports TensorFlow unless that fallback is taken.
+Runs on ai-edge-litert's interpreter alone: the runtime never imports TensorFlow (an import
+contract in pyproject.toml holds it to that).
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ def _config() -> Config:
     # The local stand-in answers on an IP address: path-style URLs, and s3v4 signatures, which
     # browsers' CORS preflights need there too.
     style = "path" if os.environ.get("AWS_ENDPOINT_URL") else "auto"
-    # Throttling and timeouts are retried here first (5 tries, backoff); then by Lambda's async retry.
-    return Config(signature_version="s3v4", s3={"addressing_style": style}, retries={"mode": "standard", "max_attempts": 5})
+    # Throttling and timeouts are retried here first (5 tries in all, backoff); then by Lambda's async retry.
+    return Config(signature_version="s3v4", s3={"addressing_style": style}, retries={"mode": "standard", "total_max_attempts": 5})
 
 
 class DynamoScanStore:
@@ -145,14 +145,14 @@ class S3UploadStore:
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
-            if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            if error.response["Error"]["Code"] == "NoSuchKey":
                 return None
             raise
         body = response["Body"]
         try:
             if response["ContentLength"] > max_bytes:
                 raise ScanRejected("too_large", f"The file is larger than {max_bytes} bytes.")
-            return body.read(max_bytes + 1)
+            return body.read()  # no more than ContentLength
         finally:
             body.close()
 
