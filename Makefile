@@ -106,7 +106,7 @@ test-unit: install
 	$(PY) -m pytest -q tests/unit
 
 # Mutation testing (mutmut) of the modules that guard data and patients: writes mutation/report.md.
-# Not part of `make test`: about 45 minutes on two cores.
+# Not part of `make test`: about 42 minutes from scratch on two cores.
 mutate: install
 	$(PY) -m pip install -q 'mutmut==3.8.1'
 	$(PY) mutation/run.py
