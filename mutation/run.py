@@ -164,9 +164,9 @@ def report(statuses: dict[str, str], listed: dict[str, str]) -> tuple[str, float
         mine_equivalent = sum(name in mine for name in equivalent)
         mine_killed = sum(status in DETECTED for status in mine.values())
         mine_scored = len(mine) - mine_equivalent
+        mine_score = f"{mine_killed / mine_scored:.1%}" if mine_scored else "-"
         lines.append(f"| `{repository_path(staged)}` | {len(mine)} | {mine_killed} | {mine_equivalent} | "
-                     f"{mine_scored - mine_killed} | {mine_killed / mine_scored:.1%} |" if mine_scored else
-                     f"| `{repository_path(staged)}` | {len(mine)} | {mine_killed} | {mine_equivalent} | 0 | - |")
+                     f"{mine_scored - mine_killed} | {mine_score} |")
     by_status: dict[str, int] = {}
     for status in statuses.values():
         by_status[status] = by_status.get(status, 0) + 1

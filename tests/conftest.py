@@ -35,7 +35,9 @@ def nih_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def nih_slices(nih_dir):
-    return _loaded("load_nih_slices", nih_dir)
+    from pancscan_model.data import load_nih_slices
+
+    return _once(load_nih_slices, nih_dir)
 
 
 @pytest.fixture(scope="session")
@@ -45,16 +47,25 @@ def msd_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def msd_slices(msd_dir):
-    return _loaded("load_msd_slices", msd_dir)
+    from pancscan_model.data import load_msd_slices
+
+    return _once(load_msd_slices, msd_dir)
 
 
 @functools.cache
-def _loaded(loader: str, folder: Path):
+def _once(load, folder: Path):
     """Loaded once per process, not per session: `make mutate` runs a pytest session for each mutant
     in a process forked from one that has them already."""
-    from pancscan_model import data
+    return load(folder)
 
-    return getattr(data, loader)(folder)
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory):
+    """Debian's Orthanc as the hospital's PACS (tests/orthanc.py), for the tests of one module."""
+    from tests.orthanc import running_orthanc
+
+    with running_orthanc(tmp_path_factory.mktemp("orthanc")) as pacs:
+        yield pacs
 
 
 @pytest.fixture(scope="session")

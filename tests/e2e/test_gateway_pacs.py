@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import highdicom as hd
-import pydicom
 import pytest
 import requests
 from pydicom.sr.codedict import codes
@@ -26,13 +25,7 @@ from tests.e2e.conftest import RunningStack
 from tests.e2e.test_hospital_auth import auth_stack  # noqa: F401 (fixture)
 from tests.e2e.test_local_stack import BUCKET, TABLE
 from tests.e2e.test_site import ARTIFACTS, CHROMIUM, FLAGS
-from tests.orthanc import free_port, running_orthanc, wait_for
-
-
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory):
-    with running_orthanc(tmp_path_factory.mktemp("orthanc")) as pacs:
-        yield pacs
+from tests.orthanc import free_port, wait_for
 
 
 @contextlib.contextmanager

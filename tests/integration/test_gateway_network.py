@@ -18,14 +18,8 @@ from pancscan_client.gateway import Destination, Gateway, dicom_sender, dicomweb
 from pancscan_client.secondary_capture import secondary_capture
 from pancscan_client.structured_report import structured_report
 from tests.dicom_factory import ct_dataset
-from tests.orthanc import free_port, running_orthanc, wait_for
+from tests.orthanc import free_port, wait_for
 from tests.unit.test_secondary_capture import result as complete_result
-
-
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory):
-    with running_orthanc(tmp_path_factory.mktemp("orthanc")) as pacs:
-        yield pacs
 
 
 def result_files(folder, study_uid: str) -> list:
