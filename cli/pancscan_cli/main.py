@@ -68,7 +68,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from pancscan_model.train import TrainConfig, train
 
-    given = {"steps": args.steps, "seed": args.seed, "crop": args.crop}
+    given = {"steps": args.steps, "seed": args.seed, "crop": args.crop, "folds": args.folds, "precision": args.precision}
     config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
     train(args.data, args.msd, args.out, config, log=lambda line: print(line, flush=True))
     return 0
@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, help="optimisation steps")
     train.add_argument("--crop", type=int, help="train on crops of this size of the 256x256 input")
     train.add_argument("--seed", type=int)
+    train.add_argument("--folds", type=int, help="cross-fitting: K fold models score the non-test cases and patients they did not see "
+                       "(calibration, threshold, series rule); the model trains on all of them")
+    train.add_argument("--precision", choices=("float32", "mixed_bfloat16"), help="of the training steps (weights stay float32)")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="metrics table, JSON report, ROC and calibration plots")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -107,17 +107,43 @@ def split_patients(patients: list[str], seed: int, val: int | float = 8, test: i
 
 @dataclass(frozen=True)
 class Splits:
-    """Case (MSD) and patient (NIH) ids of each part: train, val, test. Slices follow their case."""
+    """Case (MSD) and patient (NIH) ids of each part: train, val, test. Slices follow their case.
+
+    Cross-fitted (``folds``): every non-test case and patient is in "train" (the shipped model's),
+    and each fold model holds out its fold's."""
 
     msd: dict[str, list[str]]
     nih: dict[str, list[str]]
+    folds: dict[str, list[list[str]]] = field(default_factory=dict)
 
     def slices(self, part: str, msd: list[CTSlice], nih: list[CTSlice]) -> tuple[list[CTSlice], list[CTSlice]]:
         keep_msd, keep_nih = set(self.msd[part]), set(self.nih[part])
         return [s for s in msd if s.patient in keep_msd], [s for s in nih if s.patient in keep_nih]
 
+    def cross_fitted(self, k: int, seed: int) -> Splits:
+        """The non-test cases and patients in K folds (by case and patient, never by slice): fold i
+        holds out every K-th of a seeded order. The test part stays as it is."""
+        def parts(split: dict[str, list[str]]) -> tuple[dict[str, list[str]], list[list[str]]]:
+            pool = sorted(split["train"] + split["val"])
+            order = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))]
+            return {"train": pool, "val": [], "test": split["test"]}, [sorted(order[i::k]) for i in range(k)]
+
+        (msd, msd_folds), (nih, nih_folds) = parts(self.msd), parts(self.nih)
+        return Splits(msd, nih, {"msd": msd_folds, "nih": nih_folds})
+
+    def fold_splits(self) -> list[Splits]:
+        """Each fold as a split: its held-out cases and patients as "val", the other folds' as "train"."""
+        def fold(split: dict[str, list[str]], out: list[str]) -> dict[str, list[str]]:
+            return {"train": sorted(set(split["train"]) - set(out)), "val": out, "test": split["test"]}
+
+        return [Splits(fold(self.msd, m), fold(self.nih, n)) for m, n in zip(self.folds.get("msd", []), self.folds.get("nih", []))]
+
     def as_json(self) -> dict:
-        return {"msd": self.msd, "nih": self.nih}
+        return {"msd": self.msd, "nih": self.nih} | ({"folds": self.folds} if self.folds else {})
+
+    @classmethod
+    def from_json(cls, split: dict) -> Splits:
+        return cls(split["msd"], split["nih"], split.get("folds", {}))
 
 
 def make_splits(msd: list[CTSlice], nih: list[CTSlice], seed: int, msd_val: float, msd_test: float,

@@ -16,7 +16,7 @@ those scores, and the rule is applied with the runtime's own functions (pancscan
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -153,6 +153,17 @@ def configurations(msd: list[CTSlice], nih: list[CTSlice], model: SliceModel) ->
     return Configurations(by_name, logits)
 
 
+def merged(parts: list[Configurations]) -> Configurations:
+    """Several parts' configurations as one, each part scored by its own model (cross-fitting): the
+    pools joined, each series' indices shifted to its part's place in them."""
+    by_name, logits = {}, {}
+    for name in parts[0].by_name:
+        offsets = np.cumsum([0] + [len(part.logits[name]) for part in parts[:-1]])
+        by_name[name] = [replace(s, index=s.index + offset) for part, offset in zip(parts, offsets) for s in part.by_name[name]]
+        logits[name] = np.concatenate([part.logits[name] for part in parts])
+    return Configurations(by_name, logits)
+
+
 def scores(configs: Configurations, name: str, rule: SeriesRule) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(labels, scan scores, groups) of one configuration's series under ``rule``."""
     series = configs.by_name[name]
@@ -172,8 +183,8 @@ def null_stretches(configs: Configurations, grid_mm: float, window_mm: float) ->
     return float(values.mean()), float(values.std())
 
 
-def fit_series_rule(configs: Configurations, specificity: float, log=print) -> dict:
-    """The series rule fitted on the validation configurations: the stretch whose worst AUROC over
+def fit_series_rule(configs: Configurations, specificity: float, log=print, source: str = "validation") -> dict:
+    """The series rule fitted on held-out configurations (``source``: which, in words): the stretch whose worst AUROC over
     every spacing and length is best (the narrower within NEAR_TIE), each judged against its extent;
     Platt scaling and the threshold at ``specificity`` on all configurations together."""
     candidates = {}
@@ -181,7 +192,7 @@ def fit_series_rule(configs: Configurations, specificity: float, log=print) -> d
         rule = SeriesRule("strongest_stretch", 1.0, 0.0, 0.5, GRID_MM, window, *null_stretches(configs, GRID_MM, window))
         worst = min(metrics.auroc(*scores(configs, name, rule)[:2]) for name in configs.by_name)
         candidates[window] = (worst, rule)
-        log(f"series rule: stretch of {window:g} mm on a {GRID_MM:g} mm grid, worst validation AUROC {worst:.3f}")
+        log(f"series rule: stretch of {window:g} mm on a {GRID_MM:g} mm grid, worst {source} AUROC {worst:.3f}")
     best = max(candidates.values(), key=lambda c: c[0])[0]
     window, (worst, rule) = min((w, c) for w, c in candidates.items() if c[0] >= best - NEAR_TIE)
     per_config = [scores(configs, name, rule) for name in configs.by_name]
@@ -194,11 +205,11 @@ def fit_series_rule(configs: Configurations, specificity: float, log=print) -> d
         "grid_mm": GRID_MM,
         "window_mm": window,
         "null": {"mean": rule.null_mean, "sd": rule.null_sd,
-                 "fitted_on": "every stretch of the validation NIH patients' own series at 1.5 mm"},
+                 "fitted_on": f"every stretch of the {source} NIH patients' own series at 1.5 mm"},
         "calibration": {"method": "platt", "a": a, "b": b},
         "threshold": threshold,
-        "operating_point": f"{specificity:.0%} specificity on validation patients' series at every spacing and length",
-        "fitted_on": f"validation: {sum(c.label for c in configs.by_name[f'{LENGTH_SPACING_MM:g} mm'])} MSD cases and "
+        "operating_point": f"{specificity:.0%} specificity on {source} patients' series at every spacing and length",
+        "fitted_on": f"{source}: {sum(c.label for c in configs.by_name[f'{LENGTH_SPACING_MM:g} mm'])} MSD cases and "
                      f"{sum(1 - c.label for c in configs.by_name[f'{LENGTH_SPACING_MM:g} mm'])} NIH patients rebuilt at "
                      + ", ".join(configs.by_name),
         "validation_worst_auroc": {f"{w:g} mm": round(c[0], 4) for w, c in candidates.items()},

@@ -2,7 +2,7 @@
 
 import csv
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -77,6 +77,42 @@ def test_train_writes_a_loadable_model_with_complete_metadata(nih_dir, msd_dir, 
     assert raw.heatmap.shape == (64, 64)
 
 
+@pytest.mark.slow
+def test_cross_fitting_fits_the_operating_point_on_every_non_test_case_scored_by_the_fold_model_that_did_not_see_it(
+        nih_dir, msd_dir, tmp_path):
+    from pancscan_model import metrics
+    from pancscan_model.data import Splits, load_msd_slices, load_nih_slices
+
+    nih, msd = small_copies(tmp_path, nih_dir, msd_dir)
+    config = TrainConfig(steps=3, crop=64, mix=TINY, transplants=3, msd_val=0.2, msd_test=0.2, nih_val=2, nih_test=2,
+                         folds=2, precision="mixed_bfloat16")
+
+    metadata = train(nih, msd, tmp_path / "out", config, log=lambda line: None)
+
+    split = Splits.from_json(metadata["split"])
+    single = Splits.from_json(train(nih, msd, tmp_path / "single", replace(config, folds=0, steps=1), log=lambda line: None)["split"])
+    for collection in ("msd", "nih"):
+        parts, folds = getattr(split, collection), split.folds[collection]
+        assert parts["test"] == getattr(single, collection)["test"] and parts["val"] == []  # the same test cases
+        assert sorted(c for fold in folds for c in fold) == parts["train"] == sorted(getattr(single, collection)["train"] + getattr(single, collection)["val"])
+        assert all(folds)
+    slices_msd, slices_nih = load_msd_slices(msd), load_nih_slices(nih)
+    logits, labels = [], []
+    for k, fold in enumerate(split.fold_splits(), 1):
+        assert not set(fold.msd["train"]) & set(fold.msd["val"]) and not set(fold.nih["train"]) & set(fold.nih["val"])
+        scorer = SliceModel(tmp_path / "out" / "folds" / str(k) / "pancscan.tflite")
+        held_msd, held_nih = fold.slices("val", slices_msd, slices_nih)
+        logits += [scorer.run(to_model_input(s.image)).score_logit for s in held_msd + held_nih]
+        labels += [1] * len(held_msd) + [0] * len(held_nih)
+    calibration = metadata["calibration"]
+    probs = metrics.calibrate(np.array(logits), calibration["a"], calibration["b"])
+    assert metadata["threshold"] == pytest.approx(metrics.threshold_at_specificity(np.array(labels), probs, 0.95), abs=1e-6)
+    assert calibration["fitted_on"].startswith("out-of-fold (2 fold models)") and f"{sum(labels)} real tumour slices" in calibration["fitted_on"]
+    assert metadata["series"]["fitted_on"].startswith("out-of-fold (2 fold models)")
+    shipped = SliceModel(tmp_path / "out" / "pancscan.tflite")
+    assert shipped.metadata.threshold == metadata["threshold"] and shipped.run(np.zeros((256, 256), np.float32)).heatmap.shape == (64, 64)
+
+
 # int8 weights (measured, not shipped) move a logit by at most 0.18 and a heatmap cell by 0.06 on 71 real
 # slices against float32: the margins below hold them; a wrong export (another graph, weights, orientation) does not.
 QUANTISED_LOGIT, QUANTISED_HEATMAP = 0.4, 0.15
@@ -117,4 +153,7 @@ def test_the_shipped_tflite_is_the_export_of_the_shipped_weights(nih_slices, tmp
 
 def test_default_training_config_is_the_shipped_models():
     shipped = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())["training"]["config"]
-    assert json.loads(json.dumps(asdict(TrainConfig()))) == shipped
+    defaults = json.loads(json.dumps(asdict(TrainConfig())))
+    # settings added since the shipped model was trained must default to what its training did
+    assert defaults == defaults | shipped and {k: defaults[k] for k in defaults.keys() - shipped.keys()} in (
+        {}, {"folds": 0, "precision": "float32"})

@@ -135,3 +135,26 @@ def test_the_split_puts_every_case_and_patient_in_exactly_one_part():
     test_msd, _ = splits.slices("test", msd, nih)
     assert not {s.patient for s in train_msd} & {s.patient for s in test_msd}
     assert len(train_msd) + len(test_msd) + len(splits.slices("val", msd, nih)[0]) == len(msd)
+
+
+def test_cross_fitting_puts_every_non_test_case_in_exactly_one_fold_and_keeps_the_test_part():
+    from pancscan_model.data import CTSlice, Splits
+
+    msd = [CTSlice(f"C{c:03d}", f"MSD_C{c:03d}-0", np.zeros((2, 2))) for c in range(70, 280)]
+    nih = [CTSlice(f"PANCREAS_{p:04d}", f"PANCREAS_{p:04d}-0", np.zeros((2, 2))) for p in range(1, 48)]
+    splits = make_splits(msd, nih, seed=5, msd_val=0.15, msd_test=0.2, nih_val=9, nih_test=10)
+
+    crossed = splits.cross_fitted(3, seed=5)
+
+    assert crossed.cross_fitted(3, seed=5) == crossed and crossed.cross_fitted(3, seed=6) != crossed
+    assert Splits.from_json(crossed.as_json()) == crossed and "folds" not in splits.as_json()
+    for collection in ("msd", "nih"):
+        before, after = getattr(splits, collection), getattr(crossed, collection)
+        assert after == {"train": sorted(before["train"] + before["val"]), "val": [], "test": before["test"]}
+        folds = crossed.folds[collection]
+        assert sorted(c for fold in folds for c in fold) == after["train"] and max(map(len, folds)) - min(map(len, folds)) <= 1
+    assert [len(f) for f in crossed.folds["nih"]] == [13, 12, 12]
+    for fold, held_msd, held_nih in zip(crossed.fold_splits(), crossed.folds["msd"], crossed.folds["nih"]):
+        assert (fold.msd["val"], fold.nih["val"]) == (held_msd, held_nih)
+        assert fold.msd["train"] == sorted(set(crossed.msd["train"]) - set(held_msd)) and fold.nih["test"] == splits.nih["test"]
+    assert splits.fold_splits() == []

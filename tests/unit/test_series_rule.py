@@ -120,3 +120,17 @@ def test_a_window_holds_the_slices_exactly_half_its_width_away_and_no_further():
     logit, stretch = strongest_stretch(positions, logits, 9.0)  # half-width 4.5: 5.0 and 9.5 meet
     assert logit == pytest.approx(3.5) and stretch.tolist() == [False, False, True, True]
     assert strongest_stretch(positions, [np.nan] * 4, 9.0)[0] == float("-inf")
+
+
+def test_merged_configurations_keep_each_series_on_its_own_parts_logits():
+    from pancscan_model.realistic_series import Configurations, Rebuilt, merged
+
+    def part(group, logits):
+        series = Rebuilt(group, 1, np.array([1, 0]), np.array([0.0, 1.5]))
+        return Configurations({"a": [series], "b": [series]}, {"a": np.array(logits), "b": np.array(logits[::-1])})
+
+    both = merged([part("one", [1.0, 2.0, 3.0]), part("two", [4.0, 5.0])])
+
+    assert [s.group for s in both.by_name["a"]] == ["one", "two"]
+    assert [both.logits["a"][s.index].tolist() for s in both.by_name["a"]] == [[2.0, 1.0], [5.0, 4.0]]
+    assert [both.logits["b"][s.index].tolist() for s in both.by_name["b"]] == [[2.0, 3.0], [4.0, 5.0]]
