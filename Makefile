@@ -13,7 +13,7 @@ TOOLS ?= .tools
 SAM_CLI ?= .sam-cli
 STACK ?= pancscan-dev
 
-.PHONY: install install-serve install-gateway gateway run test test-unit mutate chromium dicom-tools build-inference tools sam-cli deploy hospital-client audit predict evaluate figure-drift train bench bench-series bench-pipeline load fuzz clean
+.PHONY: install install-serve install-gateway gateway run test test-unit mutate chromium dicom-tools build-inference tools sam-cli deploy hospital-client audit predict evaluate figure-drift train bench bench-series bench-capacity bench-pipeline load fuzz clean
 
 # Installation by need: serving and the local stack (no TensorFlow), then the rest for training,
 # evaluation, tests and benchmarks.
@@ -134,6 +134,10 @@ bench: install
 # A 300- and a 600-slice DICOM series through `pancscan predict`: stages, peak memory, ratios to model 0.2.0.
 bench-series: install
 	$(PY) bench/bench_series.py --data $(DATA)
+
+# The exported model at several widths (its channels x 1, 1.5, 2, 3): ms a slice, ratios to width 1.
+bench-capacity: install
+	$(PY) bench/bench_capacity.py
 
 bench-pipeline: install
 	$(PY) bench/bench_pipeline.py --data $(DATA)

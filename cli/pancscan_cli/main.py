@@ -68,7 +68,8 @@ def _predict(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from pancscan_model.train import TrainConfig, train
 
-    given = {"steps": args.steps, "seed": args.seed, "crop": args.crop, "folds": args.folds, "precision": args.precision}
+    given = {"steps": args.steps, "seed": args.seed, "crop": args.crop, "folds": args.folds, "fold": args.fold,
+             "precision": args.precision, "width": args.width}
     config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
     train(args.data, args.msd, args.out, config, log=lambda line: print(line, flush=True))
     return 0
@@ -77,7 +78,8 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from pancscan_model.evaluate import evaluate
 
-    evaluate(args.data, msd_dir=args.msd, model_path=args.model, out_dir=args.out, log=lambda line: print(line, flush=True))
+    evaluate(args.data, msd_dir=args.msd, model_path=args.model, out_dir=args.out, log=lambda line: print(line, flush=True),
+             held_out=args.held_out)
     return 0
 
 
@@ -192,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     train.add_argument("--folds", type=int, help="cross-fitting: K fold models score the non-test cases and patients they did not see "
                        "(calibration, threshold, series rule); the model trains on all of them")
+    train.add_argument("--fold", type=int, help="with --folds: train fold K's model alone, calibrated on the cases it holds out "
+                       "(to compare settings on one fold; `pancscan evaluate --held-out` scores it)")
+    train.add_argument("--width", type=float, help="the network's channels, times those of the default network (228k parameters)")
     train.add_argument("--precision", choices=("float32", "mixed_bfloat16"), help="of the training steps (weights stay float32)")
     train.set_defaults(run=_train)
 
@@ -202,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--msd", help=msd_help + ": real tumours of the model's test cases")
     evaluate.add_argument("--model", help="a .tflite with its .json beside it (default: the shipped model)")
     evaluate.add_argument("--out", default="evaluation", help="folder for report.json and the plots")
+    evaluate.add_argument("--held-out", action="store_true", help="with --msd: the model's held-out cases and patients (validation, "
+                          "or out of fold), not its test ones: for choosing between models")
     evaluate.set_defaults(run=_evaluate)
 
     export = commands.add_parser("export", help="export a trained model's weights again and calibrate it on its validation cases")

@@ -35,9 +35,9 @@ from pancscan.detection import model as runtime_model
 from pancscan.detection.model import platt
 from pancscan.detection.predict import predict_bytes, predict_model_input
 from pancscan.reading.imaging import to_model_input
-from pancscan_model import metrics, realistic_series
-from pancscan_model.calibration import by_case
-from pancscan_model.data import load_class_folders, load_msd_slices, load_msd_task07, load_nih_slices
+from pancscan_model import metrics, places, realistic_series
+from pancscan_model.calibration import by_case, held_out_models
+from pancscan_model.data import Splits, load_class_folders, load_msd_slices, load_msd_task07, load_nih_slices
 from pancscan_model.dicom_series import hu_from_slice, series_zip
 from pancscan_model.fill import erase_tumour, jpeg_roundtrip, tumour_contrast_hu
 from pancscan_model.ood_sets import ood_images
@@ -51,6 +51,9 @@ LOCALISATION_MARGIN_MM = 5.0
 MARGIN_PX = int(round(LOCALISATION_MARGIN_MM / PIXEL_MM))
 NOTE = ("Positives are REAL pancreatic tumours (MSD Task07, one hospital); negatives are normal pancreases "
         "(NIH Pancreas-CT, another hospital). Research use only, not a medical device.")
+HELD_OUT_NOTE = ("HELD-OUT cases and patients, not the test ones: for choosing between models. The calibration and "
+                 "threshold were fitted on these slices, so sensitivity, specificity and ECE here are in-sample; AUROC, "
+                 "the erased twins and the localisation are not. " + NOTE)
 
 
 @dataclass(frozen=True)
@@ -64,11 +67,13 @@ class Scored:
 
 # scores.csv: one row per scored image or series. The tumour's columns are filled for tumour slices
 # and their erased twins: its pixels, its median HU, its contrast with the tissue around it, and
-# whether the heatmap's maximum lies on it.
+# whether the heatmap's maximum lies on it. ``place``: the tumour's (head, body, tail) for those, and
+# for normal slices where the heatmap's maximum lies (in the pancreas's head, body or tail, or outside it).
 SCORE_COLUMNS = ("kind", "group", "item", "label", "probability", "rejected",
-                 "tumour_px", "tumour_hu", "contrast_hu", "peak_on_tumour")
+                 "tumour_px", "tumour_hu", "contrast_hu", "peak_on_tumour", "place")
 _NUMBERS = {"label": int, "probability": float, "rejected": int, "tumour_px": int, "tumour_hu": float,
             "contrast_hu": float, "peak_on_tumour": int}
+_TEXTS = {"place"}
 
 
 def score_rows(kind: str, groups, items, labels, probs, rejected, **tumour_columns) -> list[dict]:
@@ -78,7 +83,7 @@ def score_rows(kind: str, groups, items, labels, probs, rejected, **tumour_colum
     for column in SCORE_COLUMNS[6:]:
         values = tumour_columns.get(column, [""] * len(rows))
         for row, value in zip(rows, values):
-            row[column] = value if value == "" else _NUMBERS[column](value)
+            row[column] = value if value == "" or column in _TEXTS else _NUMBERS[column](value)
     return rows
 
 
@@ -175,7 +180,38 @@ def real_figures(rows: list[dict], threshold: float) -> dict:
         "all_tumour_slices": {"n": len(tumour)} | _interval(lambda i: float(on_tumour[i].mean()), cases),
         "after_erasing": {"n": len(tumour)} | _interval(lambda i: float(still_there[i].mean()), cases),
     }
+    report["errors_by_kind"] = errors_by_kind(rows, threshold)
     return report
+
+
+def _rate(hits: np.ndarray) -> float:
+    return float(hits.mean()) if hits.size else float("nan")
+
+
+def errors_by_kind(rows: list[dict], threshold: float) -> dict:
+    """Sensitivity by the tumour's place; false alarms by where the heatmap's maximum lies: on normal
+    slices (NIH) in the pancreas's head, body or tail or outside it, on erased twins (MSD) at the
+    erased tumour or elsewhere (each a fraction of all such slices: together, 1 - specificity)."""
+    tumour, erased, normal = ([r for r in rows if r["kind"] == kind] for kind in ("tumour", "erased", "normal"))
+    found = np.array([r["probability"] >= threshold for r in tumour])
+    cases, place = np.array([r["group"] for r in tumour]), np.array([r["place"] for r in tumour])
+    flagged = np.array([r["probability"] >= threshold for r in normal])
+    patients, peak = np.array([r["group"] for r in normal]), np.array([r["place"] for r in normal])
+    twin_flagged = np.array([r["probability"] >= threshold for r in erased])
+    at_tumour = np.array([r["peak_on_tumour"] == 1 for r in erased])
+
+    def share(hits: np.ndarray, groups: np.ndarray) -> dict:
+        return {"n": int(hits.sum())} | _interval(lambda i: _rate(hits[i]), groups)
+
+    return {
+        "definition": places.__doc__.split("\n\n")[0].replace("\n", " "),
+        "sensitivity_by_place": {name: {"n": int((place == name).sum())} | _interval(
+            lambda i, at=(place == name): _rate(found[i][at[i]]), cases) for name in places.PLACES},
+        "false_alarms_on_normal_slices": {name: share(flagged & (peak == name), patients)
+                                          for name in (*places.PLACES, places.OUTSIDE)},
+        "false_alarms_on_erased_twins": {"at the erased tumour": share(twin_flagged & at_tumour, cases),
+                                         "elsewhere": share(twin_flagged & ~at_tumour, cases)},
+    }
 
 
 def peak_on_tumour(heatmap: np.ndarray, tumour: np.ndarray, margin_px: int) -> bool:
@@ -192,21 +228,16 @@ def _run(image: np.ndarray, model):
     return (result.probability if result.probability is not None else model.probability(raw.score_logit)), raw.heatmap, result.status == "rejected"
 
 
-def evaluate_real(nih_dir: Path, msd_dir: Path, model, metadata: dict, log, out_dir: Path) -> tuple[dict, dict[str, Scored], list[dict]]:
-    split = metadata["split"]
-    msd = [s for s in load_msd_slices(msd_dir) if s.patient in set(split["msd"]["test"])]
-    nih = [s for s in load_nih_slices(nih_dir) if s.patient in set(split["nih"]["test"])]
-    if not msd or not nih:
-        raise SystemExit("none of the model's test cases or patients are in these data folders")
-    log(f"test: {len(split['msd']['test'])} MSD cases ({len(msd)} tumour slices), {len(split['nih']['test'])} NIH patients ({len(nih)} slices)")
-    threshold = model.metadata.threshold
-
+def real_rows(model, msd: list, nih: list) -> tuple[list[dict], list, list]:
+    """Rows of scores.csv for tumour slices, their erased twins and normal slices scored by ``model``;
+    and the tumour and normal slices' (probability, heatmap, rejected), for the gallery."""
     # every tumour slice once more through JPEG, as its erased twin is: the two differ only by the tumour
     tumour = [_run(jpeg_roundtrip(s.image), model) for s in msd]
     erased = [_run(erase_tumour(s.image, s.tumour, seed=EVAL_SEED + k), model) for k, s in enumerate(msd)]
     normal = [_run(s.image, model) for s in nih]
     facts = {"tumour_px": [int(s.tumour.sum()) for s in msd], "tumour_hu": [float(np.median(s.image[s.tumour])) for s in msd],
-             "contrast_hu": [float(tumour_contrast_hu(s.image, s.tumour)) for s in msd]}
+             "contrast_hu": [float(tumour_contrast_hu(s.image, s.tumour)) for s in msd],
+             "place": [places.place_of_mask(s.image, s.tumour) for s in msd]}
 
     def tumour_rows(kind: str, label: int, scored: list) -> list[dict]:
         peaks = [peak_on_tumour(heatmap, s.tumour, MARGIN_PX) for (_, heatmap, _), s in zip(scored, msd)]
@@ -215,7 +246,20 @@ def evaluate_real(nih_dir: Path, msd_dir: Path, model, metadata: dict, log, out_
 
     rows = tumour_rows("tumour", 1, tumour) + tumour_rows("erased", 0, erased)
     rows += score_rows("normal", [s.patient for s in nih], [s.name for s in nih], [0] * len(nih),
-                       [p for p, _, _ in normal], [r for _, _, r in normal])
+                       [p for p, _, _ in normal], [r for _, _, r in normal],
+                       place=[places.place_of_peak(s.image, heatmap, s.pancreas, MARGIN_PX) for (_, heatmap, _), s in zip(normal, nih)])
+    return rows, tumour, normal
+
+
+def evaluate_real(nih_dir: Path, msd_dir: Path, model, metadata: dict, log, out_dir: Path) -> tuple[dict, dict[str, Scored], list[dict]]:
+    split = metadata["split"]
+    msd = [s for s in load_msd_slices(msd_dir) if s.patient in set(split["msd"]["test"])]
+    nih = [s for s in load_nih_slices(nih_dir) if s.patient in set(split["nih"]["test"])]
+    if not msd or not nih:
+        raise SystemExit("none of the model's test cases or patients are in these data folders")
+    log(f"test: {len(split['msd']['test'])} MSD cases ({len(msd)} tumour slices), {len(split['nih']['test'])} NIH patients ({len(nih)} slices)")
+    threshold = model.metadata.threshold
+    rows, tumour, normal = real_rows(model, msd, nih)
     sets = real_sets(rows)
     report = real_figures(rows, threshold)
 
@@ -239,6 +283,38 @@ def evaluate_real(nih_dir: Path, msd_dir: Path, model, metadata: dict, log, out_
     report["out_of_distribution"] = _out_of_distribution([s.image for s in msd + nih], model)
     report["simulated_lesions_nih_test"], simulated_rows = _simulated(nih, model, threshold)
     return report, sets, rows + simulated_rows
+
+
+def evaluate_held_out(nih_dir: Path, msd_dir: Path, model, metadata: dict, log) -> tuple[dict, dict[str, Scored], list[dict]]:
+    """The figures on real tumours for the model's held-out cases and patients, not its test ones:
+    the validation part scored by the model itself, or (cross-fitted) every non-test case and patient
+    scored by the fold model that did not see it. For choosing between models without the test cases."""
+    splits = Splits.from_json(metadata["split"])
+    msd, nih = load_msd_slices(msd_dir), load_nih_slices(nih_dir)
+    rows = []
+    for path, part in held_out_models(model.path, splits):
+        held_msd, held_nih = part.slices("val", msd, nih)
+        log(f"{path}: {len(part.msd['val'])} MSD cases ({len(held_msd)} tumour slices), {len(part.nih['val'])} NIH patients ({len(held_nih)} slices)")
+        rows += real_rows(runtime_model.SliceModel(path), held_msd, held_nih)[0]
+    report = real_figures(rows, model.metadata.threshold)
+    if splits.folds:
+        report["threshold_by_fold"] = threshold_by_fold(rows, splits, metadata["training"]["config"]["specificity"])
+    return report, real_sets(rows), rows
+
+
+def threshold_by_fold(rows: list[dict], splits: Splits, specificity: float) -> list[dict]:
+    """How well a threshold chosen on a few patients holds: for each fold, the threshold at
+    ``specificity`` on its own normal slices alone, and what it gives on the other folds' slices."""
+    out = []
+    for held_msd, held_nih in zip(splits.folds["msd"], splits.folds["nih"]):
+        own = np.array([r["probability"] for r in rows if r["kind"] == "normal" and r["group"] in held_nih])
+        threshold = metrics.threshold_at_specificity(np.zeros(own.size), own, specificity)
+        normal = np.array([r["probability"] for r in rows if r["kind"] == "normal" and r["group"] not in held_nih])
+        tumour = np.array([r["probability"] for r in rows if r["kind"] == "tumour" and r["group"] not in held_msd])
+        out.append({"patients": len(held_nih), "normal_slices": int(own.size), "threshold": threshold,
+                    "other_folds_specificity": float(np.mean(normal < threshold)),
+                    "other_folds_sensitivity": float(np.mean(tumour >= threshold))})
+    return out
 
 
 def _series_lengths(msd, nih, model) -> tuple[dict, list[dict]]:
@@ -326,11 +402,13 @@ def evaluate_labelled(slices, model) -> tuple[dict, dict[str, Scored], list[dict
     return {"labelled": summarise(scored, model.metadata.threshold)}, {"labelled": scored}, rows
 
 
-def evaluate(data_dir, msd_dir=None, model_path=None, out_dir="evaluation", log=print) -> dict:
+def evaluate(data_dir, msd_dir=None, model_path=None, out_dir="evaluation", log=print, held_out: bool = False) -> dict:
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     model = runtime_model.load_model(model_path)
     metadata = json.loads(model.path.with_suffix(".json").read_text())
-    if msd_dir is not None:
+    if msd_dir is not None and held_out:
+        (report, scored, rows), note = evaluate_held_out(data_dir, Path(msd_dir), model, metadata, log), HELD_OUT_NOTE
+    elif msd_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         report, scored, rows = evaluate_real(data_dir, Path(msd_dir), model, metadata, log, out_dir)
         note = NOTE
@@ -339,7 +417,7 @@ def evaluate(data_dir, msd_dir=None, model_path=None, out_dir="evaluation", log=
     else:
         (report, scored, rows), note = evaluate_labelled(load_class_folders(data_dir), model), "Labels as the folders give them."
     report = {"model_version": model.metadata.version, "threshold": model.metadata.threshold,
-              "note": note + " Research use only, not a medical device." if note != NOTE else note, **report}
+              "note": note + " Research use only, not a medical device." if note not in (NOTE, HELD_OUT_NOTE) else note, **report}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     write_scores(rows, out_dir / "scores.csv")
@@ -347,7 +425,7 @@ def evaluate(data_dir, msd_dir=None, model_path=None, out_dir="evaluation", log=
     for line in table(report):
         log(line)
     log(f"report: {out_dir / 'report.json'}, scores: {out_dir / 'scores.csv'}; plots: {out_dir / 'roc.png'}, {out_dir / 'calibration.png'}"
-        + (f", {out_dir / 'examples.png'}" if msd_dir is not None else ""))
+        + (f", {out_dir / 'examples.png'}" if msd_dir is not None and not held_out else ""))
     return report
 
 
@@ -378,6 +456,15 @@ def table(report: dict) -> list[str]:
         lines.append(f"localisation ({loc['definition']}):")
         for key in ("detected_tumour_slices", "all_tumour_slices", "after_erasing"):
             lines.append(f"    {key.replace('_', ' '):24s} (n={loc[key]['n']:3d}) {_fmt(loc[key])}")
+    if "errors_by_kind" in report:
+        kinds = report["errors_by_kind"]
+        lines.append("sensitivity by place: " + ", ".join(f"{k} (n={v['n']}) {_fmt(v)}" for k, v in kinds["sensitivity_by_place"].items()))
+        for name in ("false_alarms_on_normal_slices", "false_alarms_on_erased_twins"):
+            lines.append(f"{name.replace('_', ' ')}, peak: " + ", ".join(f"{k} (n={v['n']}) {_fmt(v)}" for k, v in kinds[name].items()))
+    for k, fold in enumerate(report.get("threshold_by_fold", []), 1):
+        lines.append(f"threshold from fold {k} alone ({fold['patients']} patients, {fold['normal_slices']} normal slices) "
+                     f"{fold['threshold']:.3f}: on the other folds specificity {fold['other_folds_specificity']:.3f}, "
+                     f"sensitivity {fold['other_folds_sensitivity']:.3f}")
     if "series_lengths" in report:
         lines.append(f"series at realistic spacing and length (series threshold {report['series']['threshold']:.3f}):")
         for name, r in report["series_lengths"].items():

@@ -18,6 +18,7 @@ BONE = 200  # grey level = HU: the vertebral body's cancellous bone and cortex
 HEAD_BODY_MM = 0.0  # columns to the patient's left of the spine's centre, in mm
 BODY_TAIL_MM = 25.0
 PLACES = ("head", "body", "tail")
+OUTSIDE = "outside the pancreas"
 
 
 def spine_column(image: np.ndarray) -> float:
@@ -63,5 +64,5 @@ def place_of_peak(image: np.ndarray, heatmap: np.ndarray, pancreas: np.ndarray |
     if pancreas is None:
         return "unknown"
     if not ndimage.binary_dilation(pancreas, iterations=margin_px)[y, x]:
-        return "outside the pancreas"
+        return OUTSIDE
     return place_of_column(x, spine_column(image))

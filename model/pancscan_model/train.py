@@ -55,6 +55,8 @@ class TrainConfig:
     # score those; the calibration, threshold and series rule rest on all of them (not on one validation
     # part), and the shipped model is trained on every non-test case and patient.
     folds: int = 0
+    fold: int = 0  # with folds: fold k's model alone, calibrated on its held-out part (to compare settings on one fold)
+    width: float = 1.0  # the network's channels (pancscan_model.network.build_backbone)
     # "mixed_bfloat16": steps about 1.6x faster on CPUs with AVX512-BF16 (measured here); weights stay float32
     precision: str = "float32"
 
@@ -143,14 +145,14 @@ def train_backbone(msd: list, nih: list, config: TrainConfig, seed: int, log=pri
     tf.keras.utils.set_random_seed(seed)
     tf.keras.mixed_precision.set_global_policy(config.precision)
     try:
-        backbone = build_backbone(size=None)
+        backbone = build_backbone(size=None, width=config.width)
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
     history = fit(backbone, data, replace(config, seed=seed), log)
     if config.precision == "float32":
         return backbone, history
     weights = backbone.get_weights()
-    backbone = build_backbone(size=None)
+    backbone = build_backbone(size=None, width=config.width)
     backbone.set_weights(weights)
     return backbone, history
 
@@ -181,12 +183,12 @@ def reexport(model_dir: str | Path, nih_dir: str | Path, msd_dir: str | Path, lo
     model_dir = Path(model_dir)
     old = json.loads((model_dir / "pancscan.json").read_text())
     msd, nih = load_msd_slices(msd_dir), load_nih_slices(nih_dir)
-    splits = Splits.from_json(old["split"])
+    splits, width = Splits.from_json(old["split"]), old["training"]["config"].get("width", 1.0)
     for path, _ in held_out_models(model_dir / "pancscan.tflite", splits) if splits.folds else []:
-        fold = build_backbone(size=None)
+        fold = build_backbone(size=None, width=width)
         fold.load_weights(path.with_suffix(".weights.h5"))
         _export_fold(fold, path.parent)
-    backbone = build_backbone(size=None)
+    backbone = build_backbone(size=None, width=width)
     backbone.load_weights(model_dir / "pancscan.weights.h5")
     keep = ("name", "input", "window", "outputs", "split", "training", "research_use_only")
     metadata = {key: old[key] for key in keep} | {"version": MODEL_VERSION + "+" + old["version"].split("+", 1)[1]}
@@ -196,6 +198,8 @@ def reexport(model_dir: str | Path, nih_dir: str | Path, msd_dir: str | Path, lo
 def train(nih_dir: str | Path, msd_dir: str | Path, out_dir: str | Path, config: TrainConfig = TrainConfig(), log=print) -> dict:
     """Train (the fold models first when cross-fitting), calibrate, export. Returns the metadata
     written beside the model."""
+    if config.fold and not 1 <= config.fold <= config.folds:
+        raise ValueError(f"fold {config.fold} of {config.folds} folds: choose 1 to {config.folds} with folds of 2 or more")
     started = time.monotonic()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -203,6 +207,8 @@ def train(nih_dir: str | Path, msd_dir: str | Path, out_dir: str | Path, config:
     splits = make_splits(msd, nih, config.seed, config.msd_val, config.msd_test, config.nih_val, config.nih_test)
     if config.folds > 1:
         splits = splits.cross_fitted(config.folds, config.seed)
+    if config.fold:
+        splits = splits.fold_splits()[config.fold - 1]
     for part in ("train", "val", "test"):
         m, n = splits.slices(part, msd, nih)
         log(f"{part}: MSD {len(splits.msd[part])} cases ({len(m)} tumour slices), NIH {len(splits.nih[part])} patients ({len(n)} slices)")
@@ -211,7 +217,7 @@ def train(nih_dir: str | Path, msd_dir: str | Path, out_dir: str | Path, config:
         log(f"fold {k} of {config.folds}: held out MSD {len(fold.msd['val'])} cases, NIH {len(fold.nih['val'])} patients")
         backbone, _ = train_backbone(*fold.slices("train", msd, nih), config, config.seed + k, log)
         _export_fold(backbone, out_dir / "folds" / str(k))
-    backbone, history = train_backbone(*splits.slices("train", msd, nih), config, config.seed, log)
+    backbone, history = train_backbone(*splits.slices("train", msd, nih), config, config.seed + config.fold, log)
     metadata = {
         "name": "pancscan-slice",
         # the configuration's hash tells models trained with different settings apart

@@ -112,6 +112,12 @@ def test_cross_fitting_fits_the_operating_point_on_every_non_test_case_scored_by
     shipped = SliceModel(tmp_path / "out" / "pancscan.tflite")
     assert shipped.metadata.threshold == metadata["threshold"] and shipped.run(np.zeros((256, 256), np.float32)).heatmap.shape == (64, 64)
 
+    # one fold's model alone, to compare settings on it: that fold's split, calibrated on what it holds out
+    second = train(nih, msd, tmp_path / "second", replace(config, fold=2, steps=1), log=lambda line: None)
+    assert Splits.from_json(second["split"]) == split.fold_splits()[1] and second["calibration"]["fitted_on"].startswith("validation")
+    with pytest.raises(ValueError, match="fold 3 of 2 folds"):
+        train(nih, msd, tmp_path / "third", replace(config, fold=3), log=lambda line: None)
+
 
 # int8 weights (measured, not shipped) move a logit by at most 0.18 and a heatmap cell by 0.06 on 71 real
 # slices against float32: the margins below hold them; a wrong export (another graph, weights, orientation) does not.
@@ -156,4 +162,4 @@ def test_default_training_config_is_the_shipped_models():
     defaults = json.loads(json.dumps(asdict(TrainConfig())))
     # settings added since the shipped model was trained must default to what its training did
     assert defaults == defaults | shipped and {k: defaults[k] for k in defaults.keys() - shipped.keys()} in (
-        {}, {"folds": 0, "precision": "float32"})
+        {}, {"folds": 0, "fold": 0, "precision": "float32", "width": 1.0})
