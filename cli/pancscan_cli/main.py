@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from pancscan.detection.predict import ScanResult, predict_bytes, rejected
@@ -69,8 +70,10 @@ def _train(args: argparse.Namespace) -> int:
     from pancscan_model.train import TrainConfig, train
 
     given = {"steps": args.steps, "seed": args.seed, "crop": args.crop, "folds": args.folds, "fold": args.fold,
-             "precision": args.precision, "width": args.width}
+             "precision": args.precision, "width": args.width, "mine_false_alarms_at": args.mine_false_alarms_at}
     config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
+    if args.false_alarm_crops is not None:
+        config = replace(config, mix=replace(config.mix, false_alarms=args.false_alarm_crops))
     train(args.data, args.msd, args.out, config, log=lambda line: print(line, flush=True))
     return 0
 
@@ -197,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--fold", type=int, help="with --folds: train fold K's model alone, calibrated on the cases it holds out "
                        "(to compare settings on one fold; `pancscan evaluate --held-out` scores it)")
     train.add_argument("--width", type=float, help="the network's channels, times those of the default network (228k parameters)")
+    train.add_argument("--mine-false-alarms-at", type=float, metavar="FRACTION",
+                       help="after this fraction of the steps, mine the model's false alarms on its training slices ...")
+    train.add_argument("--false-alarm-crops", type=int, metavar="N", help="... and centre N crops of each batch on them")
     train.add_argument("--precision", choices=("float32", "mixed_bfloat16"), help="of the training steps (weights stay float32)")
     train.set_defaults(run=_train)
 

@@ -8,7 +8,9 @@ hospital a slice comes from. A batch mixes:
 - a real tumour's attenuation transplanted into a normal (NIH) pancreas: tumours on the other
   hospital's slices too;
 - normal NIH slices around the pancreas or anywhere, and MSD slices anywhere (tumour-free tissue of
-  the tumour hospital, the tumour labelled where a crop holds it).
+  the tumour hospital, the tumour labelled where a crop holds it);
+- once the model's false alarms on its own training slices have been mined (``Prepared.false_alarms``,
+  both hospitals), crops centred on them: the places it confuses with a tumour, shown again.
 
 Augmentation covers what differs between hospitals: pose and scale (resampling), +-20 HU level,
 0.9-1.1 contrast, noise, blur, JPEG. Pure numpy/scipy: no TensorFlow here.
@@ -16,7 +18,7 @@ Augmentation covers what differs between hospitals: pose and scale (resampling),
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -38,10 +40,11 @@ class BatchMix:
     transplants: int = 3
     normal: int = 7
     msd_anywhere: int = 3
+    false_alarms: int = 0  # normal crops until false alarms are mined
 
     @property
     def size(self) -> int:
-        return 2 * self.tumour_pairs + self.transplants + self.normal + self.msd_anywhere
+        return 2 * self.tumour_pairs + self.transplants + self.normal + self.msd_anywhere + self.false_alarms
 
 
 @dataclass
@@ -55,6 +58,9 @@ class Prepared:
     twins: np.ndarray  # (N, 256, 256): the tumour filled in (MSD), else the image itself
     kinds: np.ndarray  # (N,) "msd" | "nih" | "transplant"
     cases: np.ndarray  # (N,) case or patient (a transplant: its host patient)
+    # slice index -> (row, column) at the model's scale of each place the model scores as a tumour
+    # where there is none; filled while training (train.false_alarm_spots)
+    false_alarms: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def _scaled(image: np.ndarray) -> np.ndarray:
@@ -159,9 +165,13 @@ class Batch:
     twin_of: np.ndarray  # (B,) index of the crop's filled-in twin, -1 if none
 
 
-def _sample(data: Prepared, index: int, rng: np.random.Generator, crop: int, focus_p: float, with_twin: bool):
+def _sample(data: Prepared, index: int, rng: np.random.Generator, crop: int, focus_p: float, with_twin: bool,
+            spot: np.ndarray | None = None):
     channels = [data.images[index], data.tumour[index], data.pancreas[index]] + ([data.twins[index]] if with_twin else [])
     focus = data.tumour[index] if data.kinds[index] != "nih" else data.pancreas[index]
+    if spot is not None:  # a false alarm: the crop centred near it
+        focus = np.zeros(focus.shape, np.float32)
+        focus[tuple(np.clip(spot, 0, np.array(focus.shape) - 1))] = 1.0
     stack = _affine_crop(np.stack(channels).astype(np.float32), rng, crop, focus, focus_p)
     images = _intensity([stack[0]] + ([stack[3]] if with_twin else []), rng)
     tumour = _block_max((stack[1] > 0.5).astype(np.float32))
@@ -179,12 +189,20 @@ def batches(data: Prepared, mix: BatchMix, crop: int, seed: int):
     chance = {kind: 1 / np.sqrt([counts[data.cases[i]] for i in pool]) for kind, pool in by_kind.items()}
     chance = {kind: weights / weights.sum() for kind, weights in chance.items() if len(weights)}
     plan = ([("msd", 0.9, True)] * mix.tumour_pairs + [("transplant", 0.9, False)] * mix.transplants
-            + [("nih", 0.7, False)] * mix.normal + [("msd", 0.0, False)] * mix.msd_anywhere)
+            + [("nih", 0.7, False)] * mix.normal + [("msd", 0.0, False)] * mix.msd_anywhere
+            + [("false_alarm", 1.0, False)] * mix.false_alarms)
     while True:
         images, tumour, pancreas, weight, twin_of = [], [], [], [], []
         for kind, focus_p, with_twin in plan:
-            kind = kind if len(by_kind[kind]) else "nih"
-            crops, t, p, w = _sample(data, int(rng.choice(by_kind[kind], p=chance[kind])), rng, crop, focus_p, with_twin)
+            spot = None
+            if kind == "false_alarm" and data.false_alarms:
+                index = int(rng.choice(list(data.false_alarms)))
+                spots = data.false_alarms[index]
+                spot = spots[rng.integers(len(spots))]
+            else:
+                kind = kind if kind in by_kind and len(by_kind[kind]) else "nih"
+                index = int(rng.choice(by_kind[kind], p=chance[kind]))
+            crops, t, p, w = _sample(data, index, rng, crop, focus_p, with_twin, spot)
             for k, image in enumerate(crops):
                 images.append(image)
                 # the twin's tumour is gone: its target is empty; the pancreas stays where it was

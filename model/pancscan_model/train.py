@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from pancscan.reading.imaging import MODEL_SIZE, WINDOW_CENTER_HU, WINDOW_WIDTH_HU, to_model_input
 from pancscan_model.calibration import calibrate_on_held_out, held_out_models
-from pancscan_model.crops import BatchMix, batches, prepare
+from pancscan_model.crops import MAP_STRIDE, BatchMix, batches, prepare
 from pancscan_model.data import Splits, data_hash, load_msd_slices, load_nih_slices, make_splits
 from pancscan_model.export import export_model
 from pancscan_model.network import build_backbone, build_inference_model
@@ -43,6 +43,9 @@ class TrainConfig:
     mix: BatchMix = field(default_factory=BatchMix)
     weights: LossWeights = field(default_factory=LossWeights)
     transplants: int = 800
+    # after this fraction of the steps, the model's false alarms on its own training slices (both
+    # hospitals) are mined, and from then on mix.false_alarms crops of each batch are centred on them
+    mine_false_alarms_at: float = 0.0
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 20261129
@@ -119,6 +122,29 @@ def make_train_step(backbone: tf.keras.Model, optimizer: tf.keras.optimizers.Opt
     return step
 
 
+FALSE_ALARM_LEVEL = 0.5  # a map cell at this tumour probability or above, away from any tumour
+FALSE_ALARMS_PER_SLICE = 3
+TUMOUR_MARGIN_CELLS = 2  # cells around a tumour that are not false alarms (its edge, its surroundings)
+
+
+def false_alarm_spots(backbone: tf.keras.Model, data, batch: int = 16) -> dict[int, np.ndarray]:
+    """Where the model scores a tumour on its own training slices and there is none: slice index ->
+    the (row, column) at the model's scale of its hottest such cells (at most FALSE_ALARMS_PER_SLICE)."""
+    spots = {}
+    for start in range(0, len(data.images), batch):
+        images = data.images[start:start + batch].astype(np.float32)[..., None]
+        probability = tf.sigmoid(tf.cast(backbone(images, training=False)[1], tf.float32)).numpy()[..., 0]
+        tumour = data.tumour[start:start + batch].astype(np.float32)[..., None]
+        near = tf.nn.max_pool2d(tf.nn.max_pool2d(tumour, MAP_STRIDE, MAP_STRIDE, "VALID"), 2 * TUMOUR_MARGIN_CELLS + 1, 1, "SAME")
+        probability[near.numpy()[..., 0] > 0.5] = 0.0
+        for offset, cells in enumerate(probability):
+            hottest = np.argsort(cells, axis=None)[::-1][:FALSE_ALARMS_PER_SLICE]
+            hot = [np.unravel_index(i, cells.shape) for i in hottest if cells.flat[i] >= FALSE_ALARM_LEVEL]
+            if hot:
+                spots[start + offset] = np.array(hot) * MAP_STRIDE + MAP_STRIDE // 2
+    return spots
+
+
 def fit(backbone: tf.keras.Model, data, config: TrainConfig, log=print) -> list[dict]:
     """The training loop; returns the smoothed losses every 50 steps."""
     schedule = tf.keras.optimizers.schedules.CosineDecay(config.learning_rate, config.steps, alpha=0.02)
@@ -126,7 +152,12 @@ def fit(backbone: tf.keras.Model, data, config: TrainConfig, log=print) -> list[
     history, running, started = [], None, time.monotonic()
     # A plain loop: tf.data's generator thread fought TensorFlow for the two cores (1.5x slower).
     source = batches(data, config.mix, config.crop, config.seed)
+    mine_at = int(config.mine_false_alarms_at * config.steps)
     for index in range(config.steps):
+        if mine_at and index == mine_at:
+            data.false_alarms.update(false_alarm_spots(backbone, data))
+            log(f"false alarms mined at step {index}: {sum(map(len, data.false_alarms.values()))} places on "
+                f"{len(data.false_alarms)} of {len(data.images)} training slices")
         batch = next(source)
         total, parts = step(batch.images, batch.tumour, batch.pancreas, batch.pancreas_weight, batch.twin_of)
         values = {k: float(v) for k, v in parts.items()} | {"total": float(total)}

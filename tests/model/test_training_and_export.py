@@ -84,10 +84,13 @@ def test_cross_fitting_fits_the_operating_point_on_every_non_test_case_scored_by
     from pancscan_model.data import Splits, load_msd_slices, load_nih_slices
 
     nih, msd = small_copies(tmp_path, nih_dir, msd_dir)
-    config = TrainConfig(steps=3, crop=64, mix=TINY, transplants=3, msd_val=0.2, msd_test=0.2, nih_val=2, nih_test=2,
-                         folds=2, precision="mixed_bfloat16")
+    config = TrainConfig(steps=3, crop=64, mix=replace(TINY, false_alarms=1), transplants=3, msd_val=0.2, msd_test=0.2,
+                         nih_val=2, nih_test=2, folds=2, precision="mixed_bfloat16", mine_false_alarms_at=0.5)
+    lines = []
 
-    metadata = train(nih, msd, tmp_path / "out", config, log=lambda line: None)
+    metadata = train(nih, msd, tmp_path / "out", config, log=lines.append)
+
+    assert [line.split(":")[0] for line in lines if line.startswith("false alarms mined")] == ["false alarms mined at step 1"] * 3
 
     split = Splits.from_json(metadata["split"])
     single = Splits.from_json(train(nih, msd, tmp_path / "single", replace(config, folds=0, steps=1), log=lambda line: None)["split"])
@@ -160,6 +163,36 @@ def test_the_shipped_tflite_is_the_export_of_the_shipped_weights(nih_slices, tmp
 def test_default_training_config_is_the_shipped_models():
     shipped = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())["training"]["config"]
     defaults = json.loads(json.dumps(asdict(TrainConfig())))
-    # settings added since the shipped model was trained must default to what its training did
-    assert defaults == defaults | shipped and {k: defaults[k] for k in defaults.keys() - shipped.keys()} in (
-        {}, {"folds": 0, "fold": 0, "precision": "float32", "width": 1.0})
+    # settings added since the shipped model was trained default to what its training did
+    added = {"folds": 0, "fold": 0, "precision": "float32", "width": 1.0, "mine_false_alarms_at": 0.0}
+    added_to_the_mix = {"false_alarms": 0}
+    assert {k: v for k, v in defaults.items() if k not in shipped} == added
+    assert {k: v for k, v in defaults["mix"].items() if k not in shipped["mix"]} == added_to_the_mix
+    assert defaults == shipped | added | {"mix": shipped["mix"] | added_to_the_mix}
+
+
+def test_false_alarms_are_mined_away_from_tumours_and_crops_are_then_centred_on_them(nih_slices, msd_slices):
+    from pancscan_model.train import FALSE_ALARMS_PER_SLICE, false_alarm_spots
+
+    data = prepare(msd_slices[:2], nih_slices[:2], np.random.default_rng(0), transplants=0)
+    backbone = build_backbone(size=None)
+    lesion_bias = backbone.get_layer("lesion_logits").bias
+    lesion_bias.assign(tf.fill(lesion_bias.shape, 50.0))  # every cell a tumour
+    spots = false_alarm_spots(backbone, data)
+    assert sorted(spots) == [0, 1, 2, 3] and all(len(s) == FALSE_ALARMS_PER_SLICE for s in spots.values())
+    for index, places in spots.items():
+        tumour = data.tumour[index] > 0.5
+        for row, col in places:  # at least two map cells (8 px) from the tumour
+            assert not tumour[max(0, row - 10):row + 10, max(0, col - 10):col + 10].any()
+    lesion_bias.assign(tf.fill(lesion_bias.shape, -50.0))
+    assert false_alarm_spots(backbone, data) == {}
+
+    marked = np.zeros((256, 256), np.float16)
+    marked[200:204, 40:44] = 1.0  # a bright mark at a false alarm of the first NIH slice
+    data.images[2] = marked
+    mix = BatchMix(tumour_pairs=0, transplants=0, normal=0, msd_anywhere=0, false_alarms=4)
+    before = next(batches(data, mix, crop=64, seed=0))
+    data.false_alarms[2] = np.array([[202, 42]])
+    after = next(batches(data, mix, crop=64, seed=0))
+    assert before.images.shape == after.images.shape == (4, 64, 64, 1) and (before.twin_of == -1).all()
+    assert all(crop.max() > 0.5 for crop in after.images)  # every crop holds the mark

@@ -17,4 +17,5 @@ def collected(marker: str) -> list[str]:
 def test_every_model_test_is_marked_model_and_the_training_runs_slow():
     assert collected("not model") == []
     assert {test.split("::")[1] for test in collected("slow")} == {
-        "test_loss_decreases_on_a_few_crops", "test_train_writes_a_loadable_model_with_complete_metadata"}
+        "test_loss_decreases_on_a_few_crops", "test_train_writes_a_loadable_model_with_complete_metadata",
+        "test_cross_fitting_fits_the_operating_point_on_every_non_test_case_scored_by_the_fold_model_that_did_not_see_it"}
