@@ -73,7 +73,8 @@ def _train(args: argparse.Namespace) -> int:
              "precision": args.precision, "width": args.width, "mine_false_alarms_at": args.mine_false_alarms_at}
     config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
     if args.false_alarm_crops is not None:
-        config = replace(config, mix=replace(config.mix, false_alarms=args.false_alarm_crops))
+        mix = config.mix
+        config = replace(config, mix=replace(mix, normal=mix.normal - args.false_alarm_crops, false_alarms=args.false_alarm_crops))
     train(args.data, args.msd, args.out, config, log=lambda line: print(line, flush=True))
     return 0
 
@@ -202,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--width", type=float, help="the network's channels, times those of the default network (228k parameters)")
     train.add_argument("--mine-false-alarms-at", type=float, metavar="FRACTION",
                        help="after this fraction of the steps, mine the model's false alarms on its training slices ...")
-    train.add_argument("--false-alarm-crops", type=int, metavar="N", help="... and centre N crops of each batch on them")
+    train.add_argument("--false-alarm-crops", type=int, metavar="N", help="... and centre N of the normal crops of each later batch on them")
     train.add_argument("--precision", choices=("float32", "mixed_bfloat16"), help="of the training steps (weights stay float32)")
     train.set_defaults(run=_train)
 

@@ -28,6 +28,7 @@ from pancscan_model.data import CTSlice
 from pancscan_model.fill import jpeg_roundtrip, training_fill, transplant, tumour_attenuation
 
 MAP_STRIDE = 4  # one map cell per 4x4 model-input pixels
+NORMAL_FOCUS = 0.7  # a normal (NIH) crop is centred near the pancreas this often, else anywhere
 SOFT_TISSUE = 100 / 255  # contrast changes pivot here (pancreas, about 100 HU)
 VISIBLE_HU = 10  # a transplanted tumour differs from its surroundings by at least this much (median)
 
@@ -40,7 +41,7 @@ class BatchMix:
     transplants: int = 3
     normal: int = 7
     msd_anywhere: int = 3
-    false_alarms: int = 0  # normal crops until false alarms are mined
+    false_alarms: int = 0  # normal crops until false alarms are mined, then crops centred on them
 
     @property
     def size(self) -> int:
@@ -189,7 +190,7 @@ def batches(data: Prepared, mix: BatchMix, crop: int, seed: int):
     chance = {kind: 1 / np.sqrt([counts[data.cases[i]] for i in pool]) for kind, pool in by_kind.items()}
     chance = {kind: weights / weights.sum() for kind, weights in chance.items() if len(weights)}
     plan = ([("msd", 0.9, True)] * mix.tumour_pairs + [("transplant", 0.9, False)] * mix.transplants
-            + [("nih", 0.7, False)] * mix.normal + [("msd", 0.0, False)] * mix.msd_anywhere
+            + [("nih", NORMAL_FOCUS, False)] * mix.normal + [("msd", 0.0, False)] * mix.msd_anywhere
             + [("false_alarm", 1.0, False)] * mix.false_alarms)
     while True:
         images, tumour, pancreas, weight, twin_of = [], [], [], [], []
@@ -200,7 +201,9 @@ def batches(data: Prepared, mix: BatchMix, crop: int, seed: int):
                 spots = data.false_alarms[index]
                 spot = spots[rng.integers(len(spots))]
             else:
-                kind = kind if kind in by_kind and len(by_kind[kind]) else "nih"
+                if kind == "false_alarm":  # none mined yet: a normal crop
+                    kind, focus_p = "nih", NORMAL_FOCUS
+                kind = kind if len(by_kind[kind]) else "nih"
                 index = int(rng.choice(by_kind[kind], p=chance[kind]))
             crops, t, p, w = _sample(data, index, rng, crop, focus_p, with_twin, spot)
             for k, image in enumerate(crops):

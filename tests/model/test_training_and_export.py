@@ -196,3 +196,20 @@ def test_false_alarms_are_mined_away_from_tumours_and_crops_are_then_centred_on_
     after = next(batches(data, mix, crop=64, seed=0))
     assert before.images.shape == after.images.shape == (4, 64, 64, 1) and (before.twin_of == -1).all()
     assert all(crop.max() > 0.5 for crop in after.images)  # every crop holds the mark
+
+
+def test_the_train_command_passes_its_settings_and_takes_false_alarm_crops_from_the_normal_ones(monkeypatch, tmp_path):
+    import pancscan_model.train as training
+    from pancscan_cli.main import main
+
+    given = []
+    monkeypatch.setattr(training, "train", lambda nih, msd, out, config, log: given.append((nih, msd, out, config)))
+    assert main(["train", "--data", "n", "--msd", "m", "--out", str(tmp_path), "--steps", "7", "--folds", "3", "--fold", "2",
+                 "--width", "1.5", "--precision", "mixed_bfloat16", "--mine-false-alarms-at", "0.5", "--false-alarm-crops", "3"]) == 0
+    (nih, msd, out, config), = given
+    assert (nih, msd, out) == ("n", "m", str(tmp_path))
+    assert config == replace(TrainConfig(), steps=7, folds=3, fold=2, width=1.5, precision="mixed_bfloat16",
+                             mine_false_alarms_at=0.5, mix=replace(TrainConfig().mix, normal=4, false_alarms=3))
+    given.clear()
+    assert main(["train", "--data", "n", "--msd", "m", "--out", str(tmp_path)]) == 0
+    assert given[0][3] == TrainConfig()
