@@ -37,11 +37,11 @@ def calibrate_on_held_out(model_path: Path, held_out: list[tuple[Path, tuple[lis
 
     ``held_out``: (an exported model, the MSD and NIH slices it never saw): the model itself and its
     validation part, or each fold model and its fold (cross-fitting)."""
-    json_path = Path(model_path).with_suffix(".json")
-    scorers = [path for path, _ in held_out]
-    # scored first with no limits and no calibration: the runtime reads them from this file
+    # the metadata files of the model and of the models that score the held-out slices
+    jsons = {Path(model_path).with_suffix(".json"), *(path.with_suffix(".json") for path, _ in held_out)}
+    # scored first with no limits and no calibration: the runtime reads them from these files
     provisional = {"calibration": {"method": "platt", "a": 1.0, "b": 0.0}, "threshold": 0.5, "ood": {"ranges": {}, "pancreas_min": 0.0}}
-    for path in {json_path, *(p.with_suffix(".json") for p in scorers)}:
+    for path in jsons:
         path.write_text(json.dumps(metadata | provisional))
     model = SliceModel(model_path)
     ranges = fit_ranges([slice_features(x) for x in train_inputs])
@@ -68,7 +68,7 @@ def calibrate_on_held_out(model_path: Path, held_out: list[tuple[Path, tuple[lis
                                                                   else f"every non-test patient's normal slices, {source}"),
         "ood": {"ranges": ranges, "pancreas_min": pancreas_min},
     }
-    for path in {json_path, *(p.with_suffix(".json") for p in scorers)}:
+    for path in jsons:
         path.write_text(json.dumps(metadata | fitted))
     # now with the limits: slices that fail them leave a series, as at run time
     fitted["series"] = fit_series_on_held_out([(SliceModel(path), part) for path, part in held_out], specificity, log)

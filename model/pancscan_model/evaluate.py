@@ -216,8 +216,7 @@ def errors_by_kind(rows: list[dict], threshold: float) -> dict:
 
 def peak_on_tumour(heatmap: np.ndarray, tumour: np.ndarray, margin_px: int) -> bool:
     """Is the centre of the heatmap's hottest cell on the tumour grown by ``margin_px``?"""
-    i, j = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
-    y, x = int((i + 0.5) * tumour.shape[0] / heatmap.shape[0]), int((j + 0.5) * tumour.shape[1] / heatmap.shape[1])
+    y, x = places.peak_pixel(heatmap, tumour.shape)
     return bool(ndimage.binary_dilation(tumour, iterations=margin_px)[y, x])
 
 

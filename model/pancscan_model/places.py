@@ -56,11 +56,16 @@ def place_of_mask(image: np.ndarray, mask: np.ndarray) -> str:
     return place_of_column(float(np.argwhere(mask)[:, 1].mean()), spine_column(image))
 
 
+def peak_pixel(heatmap: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int]:
+    """The pixel of a slice of ``shape`` at the centre of the heatmap's hottest cell."""
+    i, j = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+    return int((i + 0.5) * shape[0] / heatmap.shape[0]), int((j + 0.5) * shape[1] / heatmap.shape[1])
+
+
 def place_of_peak(image: np.ndarray, heatmap: np.ndarray, pancreas: np.ndarray | None, margin_px: int) -> str:
     """Where a heatmap's hottest cell lies: its place in the pancreas (the mask grown by ``margin_px``),
     or "outside the pancreas"; "unknown" without a pancreas mask."""
-    i, j = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
-    y, x = int((i + 0.5) * image.shape[0] / heatmap.shape[0]), int((j + 0.5) * image.shape[1] / heatmap.shape[1])
+    y, x = peak_pixel(heatmap, image.shape)
     if pancreas is None:
         return "unknown"
     if not ndimage.binary_dilation(pancreas, iterations=margin_px)[y, x]:

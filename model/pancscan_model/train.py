@@ -1,8 +1,9 @@
 """Training on real tumours: dense tumour maps from the MSD masks, pancreas maps from the NIH masks.
 
-Then, on the validation cases and patients: Platt calibration, the threshold at 95% specificity on
-normal slices, the out-of-distribution limits and the scan-level rule; then export of the .tflite
-and its metadata. The test cases are not touched here.
+Then, on held-out cases and patients (the validation part; or, cross-fitted, every non-test case
+and patient scored by the fold model that did not see it): Platt calibration, the threshold at 95%
+specificity on normal slices, the out-of-distribution limits and the scan-level rule; then export of
+the .tflite and its metadata. The test cases are not touched here.
 """
 
 from __future__ import annotations
