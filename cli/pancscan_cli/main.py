@@ -83,7 +83,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from pancscan_model.evaluate import evaluate
 
     evaluate(args.data, msd_dir=args.msd, model_path=args.model, out_dir=args.out, log=lambda line: print(line, flush=True),
-             held_out=args.held_out)
+             held_out=args.held_out, fold=args.fold or 0)
     return 0
 
 
@@ -216,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", default="evaluation", help="folder for report.json and the plots")
     evaluate.add_argument("--held-out", action="store_true", help="with --msd: the model's held-out cases and patients (validation, "
                           "or out of fold), not its test ones: for choosing between models")
+    evaluate.add_argument("--fold", type=int, help="with --held-out, of a cross-fitted model: fold K's model on its held-out cases alone")
     evaluate.set_defaults(run=_evaluate)
 
     export = commands.add_parser("export", help="export a trained model's weights again and calibrate it on its validation cases")

@@ -284,19 +284,23 @@ def evaluate_real(nih_dir: Path, msd_dir: Path, model, metadata: dict, log, out_
     return report, sets, rows + simulated_rows
 
 
-def evaluate_held_out(nih_dir: Path, msd_dir: Path, model, metadata: dict, log) -> tuple[dict, dict[str, Scored], list[dict]]:
+def evaluate_held_out(nih_dir: Path, msd_dir: Path, model, metadata: dict, log, fold: int = 0) -> tuple[dict, dict[str, Scored], list[dict]]:
     """The figures on real tumours for the model's held-out cases and patients, not its test ones:
     the validation part scored by the model itself, or (cross-fitted) every non-test case and patient
-    scored by the fold model that did not see it. For choosing between models without the test cases."""
+    scored by the fold model that did not see it (``fold``: fold k's alone). For choosing between
+    models without the test cases."""
     splits = Splits.from_json(metadata["split"])
+    scorers = held_out_models(model.path, splits)
+    if fold and not (splits.folds and 1 <= fold <= len(scorers)):
+        raise SystemExit(f"fold {fold}: this model has {len(scorers) if splits.folds else 'no'} fold models")
     msd, nih = load_msd_slices(msd_dir), load_nih_slices(nih_dir)
     rows = []
-    for path, part in held_out_models(model.path, splits):
+    for path, part in scorers[fold - 1:fold] if fold else scorers:
         held_msd, held_nih = part.slices("val", msd, nih)
         log(f"{path}: {len(part.msd['val'])} MSD cases ({len(held_msd)} tumour slices), {len(part.nih['val'])} NIH patients ({len(held_nih)} slices)")
         rows += real_rows(runtime_model.SliceModel(path), held_msd, held_nih)[0]
     report = real_figures(rows, model.metadata.threshold)
-    if splits.folds:
+    if splits.folds and not fold:
         report["threshold_by_fold"] = threshold_by_fold(rows, splits, metadata["training"]["config"]["specificity"])
     return report, real_sets(rows), rows
 
@@ -311,8 +315,7 @@ def threshold_by_fold(rows: list[dict], splits: Splits, specificity: float) -> l
         normal = np.array([r["probability"] for r in rows if r["kind"] == "normal" and r["group"] not in held_nih])
         tumour = np.array([r["probability"] for r in rows if r["kind"] == "tumour" and r["group"] not in held_msd])
         out.append({"patients": len(held_nih), "normal_slices": int(own.size), "threshold": threshold,
-                    "other_folds_specificity": float(np.mean(normal < threshold)),
-                    "other_folds_sensitivity": float(np.mean(tumour >= threshold))})
+                    "other_folds_specificity": _rate(normal < threshold), "other_folds_sensitivity": _rate(tumour >= threshold)})
     return out
 
 
@@ -401,12 +404,12 @@ def evaluate_labelled(slices, model) -> tuple[dict, dict[str, Scored], list[dict
     return {"labelled": summarise(scored, model.metadata.threshold)}, {"labelled": scored}, rows
 
 
-def evaluate(data_dir, msd_dir=None, model_path=None, out_dir="evaluation", log=print, held_out: bool = False) -> dict:
+def evaluate(data_dir, msd_dir=None, model_path=None, out_dir="evaluation", log=print, held_out: bool = False, fold: int = 0) -> dict:
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     model = runtime_model.load_model(model_path)
     metadata = json.loads(model.path.with_suffix(".json").read_text())
     if msd_dir is not None and held_out:
-        (report, scored, rows), note = evaluate_held_out(data_dir, Path(msd_dir), model, metadata, log), HELD_OUT_NOTE
+        (report, scored, rows), note = evaluate_held_out(data_dir, Path(msd_dir), model, metadata, log, fold), HELD_OUT_NOTE
     elif msd_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         report, scored, rows = evaluate_real(data_dir, Path(msd_dir), model, metadata, log, out_dir)

@@ -115,6 +115,22 @@ def test_cross_fitting_fits_the_operating_point_on_every_non_test_case_scored_by
     shipped = SliceModel(tmp_path / "out" / "pancscan.tflite")
     assert shipped.metadata.threshold == metadata["threshold"] and shipped.run(np.zeros((256, 256), np.float32)).heatmap.shape == (64, 64)
 
+    # `pancscan evaluate --held-out`: every non-test slice, scored by the fold model that did not see it
+    from pancscan_model.evaluate import evaluate, read_scores
+
+    report = evaluate(nih, msd, model_path=tmp_path / "out" / "pancscan.tflite", out_dir=tmp_path / "held-out", log=lambda line: None,
+                      held_out=True)
+    rows = read_scores(tmp_path / "held-out" / "scores.csv")
+    assert report["note"].startswith("HELD-OUT") and len(report["threshold_by_fold"]) == 2
+    assert sorted({r["group"] for r in rows if r["kind"] == "normal"}) == split.nih["train"]
+    assert sorted({r["group"] for r in rows if r["kind"] == "tumour"}) == sorted(
+        {s.patient for s in slices_msd if s.patient in split.msd["train"]})
+    assert report["real_tumour_vs_normal"]["cases"] == len(labels)
+    by_fold = evaluate(nih, msd, model_path=tmp_path / "out" / "pancscan.tflite", out_dir=tmp_path / "fold-2", log=lambda line: None,
+                       held_out=True, fold=2)
+    assert {r["group"] for r in read_scores(tmp_path / "fold-2" / "scores.csv")} <= set(split.folds["msd"][1] + split.folds["nih"][1])
+    assert "threshold_by_fold" not in by_fold
+
     # one fold's model alone, to compare settings on it: that fold's split, calibrated on what it holds out
     second = train(nih, msd, tmp_path / "second", replace(config, fold=2, steps=1), log=lambda line: None)
     assert Splits.from_json(second["split"]) == split.fold_splits()[1] and second["calibration"]["fitted_on"].startswith("validation")
