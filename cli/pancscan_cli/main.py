@@ -71,10 +71,13 @@ def _train(args: argparse.Namespace) -> int:
 
     given = {"steps": args.steps, "seed": args.seed, "crop": args.crop, "folds": args.folds, "fold": args.fold,
              "precision": args.precision, "width": args.width, "mine_false_alarms_at": args.mine_false_alarms_at}
-    config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
     if args.false_alarm_crops is not None:
-        mix = config.mix
-        config = replace(config, mix=replace(mix, normal=mix.normal - args.false_alarm_crops, false_alarms=args.false_alarm_crops))
+        mix = TrainConfig().mix
+        given["mix"] = replace(mix, normal=mix.normal - args.false_alarm_crops, false_alarms=args.false_alarm_crops)
+    try:
+        config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
+    except ValueError as error:
+        raise SystemExit(f"pancscan train: {error}") from None
     train(args.data, args.msd, args.out, config, log=lambda line: print(line, flush=True))
     return 0
 

@@ -48,8 +48,8 @@ def calibrate_on_held_out(model_path: Path, held_out: list[tuple[Path, tuple[lis
     # the lowest pancreas response on a real training slice, with room to spare
     pancreas_min = float(max(0.05, min(model.run(x).pancreas_max for x in train_inputs) * 0.5))
 
-    val_msd = [s for _, (m, _) in held_out for s in m]
-    val_nih = [s for _, (_, n) in held_out for s in n]
+    held_msd = [s for _, (m, _) in held_out for s in m]
+    held_nih = [s for _, (_, n) in held_out for s in n]
     logits = np.concatenate([[scorer.run(to_model_input(s.image)).score_logit for s in m + n]
                              for scorer, (m, n) in ((SliceModel(path), part) for path, part in held_out)])
     labels = np.concatenate([np.r_[np.ones(len(m)), np.zeros(len(n))] for _, (m, n) in held_out])
@@ -62,7 +62,7 @@ def calibrate_on_held_out(model_path: Path, held_out: list[tuple[Path, tuple[lis
 
     fitted = {
         "calibration": {"method": "platt", "a": a, "b": b, "weighting": "classes equal (50% prevalence)",
-                        "fitted_on": f"{source}: {len(val_msd)} real tumour slices (MSD) and {len(val_nih)} normal slices (NIH)"},
+                        "fitted_on": f"{source}: {len(held_msd)} real tumour slices (MSD) and {len(held_nih)} normal slices (NIH)"},
         "threshold": threshold,
         "operating_point": f"{specificity:.0%} specificity on " + ("validation patients' normal slices" if len(held_out) == 1
                                                                   else f"every non-test patient's normal slices, {source}"),

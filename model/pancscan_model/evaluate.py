@@ -46,9 +46,8 @@ from pancscan_model.samples import Case, evaluation_cases
 EVAL_SEED = 4242
 AREA_BANDS_PX = {"<200 px": (0, 200), "200-800 px": (200, 800), ">=800 px": (800, np.inf)}
 ISO_ATTENUATING_HU = 20  # tumours within this of their surroundings (median HU) are hard to see on one slice
-PIXEL_MM = 0.8  # MSD Task07 pixels are about 0.6-1.0 mm; not recorded per slice
 LOCALISATION_MARGIN_MM = 5.0
-MARGIN_PX = int(round(LOCALISATION_MARGIN_MM / PIXEL_MM))
+MARGIN_PX = int(round(LOCALISATION_MARGIN_MM / places.PIXEL_MM))
 NOTE = ("Positives are REAL pancreatic tumours (MSD Task07, one hospital); negatives are normal pancreases "
         "(NIH Pancreas-CT, another hospital). Research use only, not a medical device.")
 HELD_OUT_NOTE = ("HELD-OUT cases and patients, not the test ones: for choosing between models. The calibration and "
@@ -174,7 +173,7 @@ def real_figures(rows: list[dict], threshold: float) -> dict:
     on_tumour, still_there = (np.array([r["peak_on_tumour"] == 1 for r in part]) for part in (tumour, erased))
     detected = p_tumour >= threshold
     report["localisation"] = {
-        "definition": f"heatmap maximum within the tumour mask grown by {LOCALISATION_MARGIN_MM:g} mm ({MARGIN_PX} px at {PIXEL_MM} mm)",
+        "definition": f"heatmap maximum within the tumour mask grown by {LOCALISATION_MARGIN_MM:g} mm ({MARGIN_PX} px at {places.PIXEL_MM} mm)",
         "detected_tumour_slices": {"n": int(detected.sum())} | _interval(
             lambda i: float(on_tumour[i][detected[i]].mean()) if detected[i].any() else float("nan"), cases),
         "all_tumour_slices": {"n": len(tumour)} | _interval(lambda i: float(on_tumour[i].mean()), cases),
@@ -189,9 +188,10 @@ def _rate(hits: np.ndarray) -> float:
 
 
 def errors_by_kind(rows: list[dict], threshold: float) -> dict:
-    """Sensitivity by the tumour's place; false alarms by where the heatmap's maximum lies: on normal
-    slices (NIH) in the pancreas's head, body or tail or outside it, on erased twins (MSD) at the
-    erased tumour or elsewhere (each a fraction of all such slices: together, 1 - specificity)."""
+    """Sensitivity by the tumour's place (``n``: its tumour slices); false alarms by where the heatmap's
+    maximum lies: on normal slices (NIH) in the pancreas's head, body or tail or outside it ("unknown"
+    for a slice without a pancreas mask), on erased twins (MSD) at the erased tumour or elsewhere
+    (``called`` of ``of`` slices; the parts of one kind add up to 1 - its specificity)."""
     tumour, erased, normal = ([r for r in rows if r["kind"] == kind] for kind in ("tumour", "erased", "normal"))
     found = np.array([r["probability"] >= threshold for r in tumour])
     cases, place = np.array([r["group"] for r in tumour]), np.array([r["place"] for r in tumour])
@@ -201,14 +201,14 @@ def errors_by_kind(rows: list[dict], threshold: float) -> dict:
     at_tumour = np.array([r["peak_on_tumour"] == 1 for r in erased])
 
     def share(hits: np.ndarray, groups: np.ndarray) -> dict:
-        return {"n": int(hits.sum())} | _interval(lambda i: _rate(hits[i]), groups)
+        return {"called": int(hits.sum()), "of": int(hits.size)} | _interval(lambda i: _rate(hits[i]), groups)
 
     return {
         "definition": places.__doc__.split("\n\n")[0].replace("\n", " "),
         "sensitivity_by_place": {name: {"n": int((place == name).sum())} | _interval(
             lambda i, at=(place == name): _rate(found[i][at[i]]), cases) for name in places.PLACES},
-        "false_alarms_on_normal_slices": {name: share(flagged & (peak == name), patients)
-                                          for name in (*places.PLACES, places.OUTSIDE)},
+        "false_alarms_on_normal_slices": {name: share(flagged & (peak == name), patients) for name in
+                                          (*places.PLACES, places.OUTSIDE, *([places.UNKNOWN] if places.UNKNOWN in peak else []))},
         "false_alarms_on_erased_twins": {"at the erased tumour": share(twin_flagged & at_tumour, cases),
                                          "elsewhere": share(twin_flagged & ~at_tumour, cases)},
     }
@@ -307,7 +307,9 @@ def evaluate_held_out(nih_dir: Path, msd_dir: Path, model, metadata: dict, log, 
 
 def threshold_by_fold(rows: list[dict], splits: Splits, specificity: float) -> list[dict]:
     """How well a threshold chosen on a few patients holds: for each fold, the threshold at
-    ``specificity`` on its own normal slices alone, and what it gives on the other folds' slices."""
+    ``specificity`` on its own normal slices alone, and what it gives on the other folds' slices
+    (scored by their own fold models: the spread mixes the few patients with the models' differences,
+    as a threshold carried from fold models to the shipped model does)."""
     out = []
     for held_msd, held_nih in zip(splits.folds["msd"], splits.folds["nih"]):
         own = np.array([r["probability"] for r in rows if r["kind"] == "normal" and r["group"] in held_nih])
@@ -405,6 +407,8 @@ def evaluate_labelled(slices, model) -> tuple[dict, dict[str, Scored], list[dict
 
 
 def evaluate(data_dir, msd_dir=None, model_path=None, out_dir="evaluation", log=print, held_out: bool = False, fold: int = 0) -> dict:
+    if (held_out or fold) and (msd_dir is None or not held_out):
+        raise SystemExit("pancscan evaluate: --held-out needs --msd, and --fold needs --held-out")
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     model = runtime_model.load_model(model_path)
     metadata = json.loads(model.path.with_suffix(".json").read_text())
@@ -462,7 +466,8 @@ def table(report: dict) -> list[str]:
         kinds = report["errors_by_kind"]
         lines.append("sensitivity by place: " + ", ".join(f"{k} (n={v['n']}) {_fmt(v)}" for k, v in kinds["sensitivity_by_place"].items()))
         for name in ("false_alarms_on_normal_slices", "false_alarms_on_erased_twins"):
-            lines.append(f"{name.replace('_', ' ')}, peak: " + ", ".join(f"{k} (n={v['n']}) {_fmt(v)}" for k, v in kinds[name].items()))
+            lines.append(f"{name.replace('_', ' ')}, peak: " + ", ".join(f"{k} ({v['called']} of {v['of']}) {_fmt(v)}"
+                                                                        for k, v in kinds[name].items()))
     for k, fold in enumerate(report.get("threshold_by_fold", []), 1):
         lines.append(f"threshold from fold {k} alone ({fold['patients']} patients, {fold['normal_slices']} normal slices) "
                      f"{fold['threshold']:.3f}: on the other folds specificity {fold['other_folds_specificity']:.3f}, "

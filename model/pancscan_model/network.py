@@ -54,9 +54,10 @@ def build_backbone(size: int | None = INPUT_SIZE, width: float = 1.0) -> keras.M
     x = layers.UpSampling2D(2)(x)
     x = layers.Add()([layers.Conv2D(c(32), 1)(x), skip64])
     x = _conv(x, c(32))
-    pancreas = layers.Conv2D(1, 1, name="pancreas_logits")(x)
+    # the logits in float32 also when the rest computes in bfloat16 (8 bits of mantissa): the losses rank them
+    pancreas = layers.Conv2D(1, 1, name="pancreas_logits", dtype="float32")(x)
     lesion = _conv(layers.Concatenate()([x, pancreas]), c(32))
-    lesion = layers.Conv2D(1, 1, name="lesion_logits", bias_initializer=keras.initializers.Constant(-4.0))(lesion)
+    lesion = layers.Conv2D(1, 1, name="lesion_logits", bias_initializer=keras.initializers.Constant(-4.0), dtype="float32")(lesion)
     return keras.Model(image, [pancreas, lesion], name="pancscan_backbone")
 
 

@@ -19,12 +19,14 @@ HEAD_BODY_MM = 0.0  # columns to the patient's left of the spine's centre, in mm
 BODY_TAIL_MM = 25.0
 PLACES = ("head", "body", "tail")
 OUTSIDE = "outside the pancreas"
+UNKNOWN = "unknown"  # a false alarm on a slice without a pancreas mask
 
 
 def spine_column(image: np.ndarray) -> float:
     """The column of the midline: the axis about which the bone behind the body's centre (vertebra,
     ribs; kidneys and vessels with contrast too) is most nearly its own mirror image, searched within
-    the middle third of the body's width; the body's middle column when there is no bone."""
+    a sixth of the body's width around its centre (about 20 mm either way: wider, a kidney's mirror
+    image could win); the body's middle column when there is no bone."""
     # fat is 0 here, as is air: the body is what the skin and muscle enclose
     body = ndimage.binary_fill_holes(ndimage.binary_closing(image > 0, iterations=3))
     labelled, count = ndimage.label(body)
@@ -67,7 +69,7 @@ def place_of_peak(image: np.ndarray, heatmap: np.ndarray, pancreas: np.ndarray |
     or "outside the pancreas"; "unknown" without a pancreas mask."""
     y, x = peak_pixel(heatmap, image.shape)
     if pancreas is None:
-        return "unknown"
+        return UNKNOWN
     if not ndimage.binary_dilation(pancreas, iterations=margin_px)[y, x]:
         return OUTSIDE
     return place_of_column(x, spine_column(image))

@@ -25,6 +25,7 @@ from pancscan_model.export import export_model
 from pancscan_model.network import build_backbone, build_inference_model
 
 HARD_CELLS = 8  # map cells per crop that count as its false alarms
+TUMOUR_MARGIN_CELLS = 2  # cells around a tumour that are not false alarms (its edge, its surroundings)
 # 0.2.1: the weights of 0.2.0 with the series rule over millimetres
 MODEL_VERSION = "0.2.1"
 
@@ -64,6 +65,19 @@ class TrainConfig:
     # "mixed_bfloat16": steps about 1.6x faster on CPUs with AVX512-BF16 (measured here); weights stay float32
     precision: str = "float32"
 
+    def __post_init__(self):
+        if self.folds == 1 or self.folds < 0:
+            raise ValueError(f"folds {self.folds}: 0 (one validation part) or 2 or more")
+        if self.fold and not 1 <= self.fold <= self.folds:
+            raise ValueError(f"fold {self.fold} of {self.folds} folds: choose 1 to {self.folds} with folds of 2 or more")
+        if min(asdict(self.mix).values()) < 0:
+            raise ValueError(f"a batch cannot hold fewer than no crops of a kind: {self.mix}")
+        mine_at = int(self.mine_false_alarms_at * self.steps)
+        if bool(self.mix.false_alarms) != bool(mine_at) or not 0 <= self.mine_false_alarms_at < 1:
+            raise ValueError("false-alarm crops need false alarms mined after a fraction of the steps between 0 and 1 "
+                             f"(at least one step), and mined false alarms need crops: {self.mix.false_alarms} crops, "
+                             f"mined at {self.mine_false_alarms_at} of {self.steps} steps")
+
 
 def losses(tumour, pancreas, pancreas_weight, twin_of, pancreas_logits, lesion_logits, weights: LossWeights) -> dict[str, tf.Tensor]:
     """Dense maps, and rankings that say what the map's maximum must come from.
@@ -83,7 +97,7 @@ def losses(tumour, pancreas, pancreas_weight, twin_of, pancreas_logits, lesion_l
     overlap = tf.reduce_sum(prob * tumour, axis=[1, 2, 3])
     total = tf.reduce_sum(prob + tumour, axis=[1, 2, 3])
     dice = 1.0 - (2.0 * overlap + 1.0) / (total + 1.0)
-    near = tf.nn.max_pool2d(tumour, 5, 1, "SAME")  # the tumour and one to two cells around it
+    near = tf.nn.max_pool2d(tumour, 2 * TUMOUR_MARGIN_CELLS + 1, 1, "SAME")  # the tumour and the cells around it
     inside = tf.reduce_max(tf.where(tumour > 0.5, lesion_logits, -1e4), axis=[1, 2, 3])
     outside = tf.reduce_max(tf.where(near > 0.5, -1e4, lesion_logits), axis=[1, 2, 3])
     has_twin = tf.cast(twin_of >= 0, tf.float32)
@@ -125,24 +139,25 @@ def make_train_step(backbone: tf.keras.Model, optimizer: tf.keras.optimizers.Opt
 
 FALSE_ALARM_LEVEL = 0.5  # a map cell at this tumour probability or above, away from any tumour
 FALSE_ALARMS_PER_SLICE = 3
-TUMOUR_MARGIN_CELLS = 2  # cells around a tumour that are not false alarms (its edge, its surroundings)
+SPOT_CELLS = 3  # a false alarm is a cell that is the hottest of the 3x3 cells around it: one per hot spot
 
 
-def false_alarm_spots(backbone: tf.keras.Model, data, batch: int = 16) -> dict[int, np.ndarray]:
+def false_alarm_spots(backbone, data, batch: int = 16) -> dict[int, np.ndarray]:
     """Where the model scores a tumour on its own training slices and there is none: slice index ->
-    the (row, column) at the model's scale of its hottest such cells (at most FALSE_ALARMS_PER_SLICE)."""
+    the (row, column) in the 256-pixel model input of the centres of its hottest such spots (at most
+    FALSE_ALARMS_PER_SLICE, each the hottest cell of its neighbourhood)."""
     spots = {}
     for start in range(0, len(data.images), batch):
         images = data.images[start:start + batch].astype(np.float32)[..., None]
-        probability = tf.sigmoid(tf.cast(backbone(images, training=False)[1], tf.float32)).numpy()[..., 0]
+        logits = tf.cast(backbone(images, training=False)[1], tf.float32)
         tumour = data.tumour[start:start + batch].astype(np.float32)[..., None]
         near = tf.nn.max_pool2d(tf.nn.max_pool2d(tumour, MAP_STRIDE, MAP_STRIDE, "VALID"), 2 * TUMOUR_MARGIN_CELLS + 1, 1, "SAME")
-        probability[near.numpy()[..., 0] > 0.5] = 0.0
-        for offset, cells in enumerate(probability):
-            hottest = np.argsort(cells, axis=None)[::-1][:FALSE_ALARMS_PER_SLICE]
-            hot = [np.unravel_index(i, cells.shape) for i in hottest if cells.flat[i] >= FALSE_ALARM_LEVEL]
-            if hot:
-                spots[start + offset] = np.array(hot) * MAP_STRIDE + MAP_STRIDE // 2
+        free = tf.where(near > 0.5, -1e4, logits)
+        peaks = (free >= tf.nn.max_pool2d(free, SPOT_CELLS, 1, "SAME")) & (tf.sigmoid(free) >= FALSE_ALARM_LEVEL)
+        for offset, (cells, peak) in enumerate(zip(free.numpy()[..., 0], peaks.numpy()[..., 0])):
+            hottest = sorted(zip(*np.nonzero(peak)), key=lambda cell: -cells[cell])[:FALSE_ALARMS_PER_SLICE]
+            if hottest:
+                spots[start + offset] = np.array(hottest) * MAP_STRIDE + MAP_STRIDE // 2
     return spots
 
 
@@ -216,10 +231,11 @@ def reexport(model_dir: str | Path, nih_dir: str | Path, msd_dir: str | Path, lo
     old = json.loads((model_dir / "pancscan.json").read_text())
     msd, nih = load_msd_slices(msd_dir), load_nih_slices(nih_dir)
     splits, width = Splits.from_json(old["split"]), old["training"]["config"].get("width", 1.0)
-    for path, _ in held_out_models(model_dir / "pancscan.tflite", splits) if splits.folds else []:
-        fold = build_backbone(size=None, width=width)
-        fold.load_weights(path.with_suffix(".weights.h5"))
-        _export_fold(fold, path.parent)
+    if splits.folds:
+        for path, _ in held_out_models(model_dir / "pancscan.tflite", splits):
+            fold = build_backbone(size=None, width=width)
+            fold.load_weights(path.with_suffix(".weights.h5"))
+            export_model(build_inference_model(fold, batch_size=1), path)
     backbone = build_backbone(size=None, width=width)
     backbone.load_weights(model_dir / "pancscan.weights.h5")
     keep = ("name", "input", "window", "outputs", "split", "training", "research_use_only")
@@ -230,8 +246,6 @@ def reexport(model_dir: str | Path, nih_dir: str | Path, msd_dir: str | Path, lo
 def train(nih_dir: str | Path, msd_dir: str | Path, out_dir: str | Path, config: TrainConfig = TrainConfig(), log=print) -> dict:
     """Train (the fold models first when cross-fitting), calibrate, export. Returns the metadata
     written beside the model."""
-    if config.fold and not 1 <= config.fold <= config.folds:
-        raise ValueError(f"fold {config.fold} of {config.folds} folds: choose 1 to {config.folds} with folds of 2 or more")
     started = time.monotonic()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -81,7 +81,7 @@ def test_train_writes_a_loadable_model_with_complete_metadata(nih_dir, msd_dir, 
 def test_cross_fitting_fits_the_operating_point_on_every_non_test_case_scored_by_the_fold_model_that_did_not_see_it(
         nih_dir, msd_dir, tmp_path):
     from pancscan_model import metrics
-    from pancscan_model.data import Splits, load_msd_slices, load_nih_slices
+    from pancscan_model.data import Splits, load_msd_slices, load_nih_slices, make_splits
 
     nih, msd = small_copies(tmp_path, nih_dir, msd_dir)
     config = TrainConfig(steps=3, crop=64, mix=replace(TINY, false_alarms=1), transplants=3, msd_val=0.2, msd_test=0.2,
@@ -93,13 +93,13 @@ def test_cross_fitting_fits_the_operating_point_on_every_non_test_case_scored_by
     assert [line.split(":")[0] for line in lines if line.startswith("false alarms mined")] == ["false alarms mined at step 1"] * 3
 
     split = Splits.from_json(metadata["split"])
-    single = Splits.from_json(train(nih, msd, tmp_path / "single", replace(config, folds=0, steps=1), log=lambda line: None)["split"])
+    slices_msd, slices_nih = load_msd_slices(msd), load_nih_slices(nih)
+    single = make_splits(slices_msd, slices_nih, config.seed, config.msd_val, config.msd_test, config.nih_val, config.nih_test)
     for collection in ("msd", "nih"):
         parts, folds = getattr(split, collection), split.folds[collection]
         assert parts["test"] == getattr(single, collection)["test"] and parts["val"] == []  # the same test cases
         assert sorted(c for fold in folds for c in fold) == parts["train"] == sorted(getattr(single, collection)["train"] + getattr(single, collection)["val"])
         assert all(folds)
-    slices_msd, slices_nih = load_msd_slices(msd), load_nih_slices(nih)
     logits, labels = [], []
     for k, fold in enumerate(split.fold_splits(), 1):
         assert not set(fold.msd["train"]) & set(fold.msd["val"]) and not set(fold.nih["train"]) & set(fold.nih["val"])
@@ -128,11 +128,12 @@ def test_cross_fitting_fits_the_operating_point_on_every_non_test_case_scored_by
     assert report["real_tumour_vs_normal"]["cases"] == len(labels)
     by_fold = evaluate(nih, msd, model_path=tmp_path / "out" / "pancscan.tflite", out_dir=tmp_path / "fold-2", log=lambda line: None,
                        held_out=True, fold=2)
-    assert {r["group"] for r in read_scores(tmp_path / "fold-2" / "scores.csv")} <= set(split.folds["msd"][1] + split.folds["nih"][1])
+    fold_msd, fold_nih = split.fold_splits()[1].slices("val", slices_msd, slices_nih)
+    assert {r["group"] for r in read_scores(tmp_path / "fold-2" / "scores.csv")} == {s.patient for s in fold_msd + fold_nih}
     assert "threshold_by_fold" not in by_fold
 
     # one fold's model alone, to compare settings on it: that fold's split, calibrated on what it holds out
-    second = train(nih, msd, tmp_path / "second", replace(config, fold=2, steps=1), log=lambda line: None)
+    second = train(nih, msd, tmp_path / "second", replace(config, fold=2, steps=2), log=lambda line: None)
     assert Splits.from_json(second["split"]) == split.fold_splits()[1] and second["calibration"]["fitted_on"].startswith("validation")
     with pytest.raises(ValueError, match="fold 3 of 2 folds"):
         train(nih, msd, tmp_path / "third", replace(config, fold=3), log=lambda line: None)
@@ -187,31 +188,54 @@ def test_default_training_config_is_the_shipped_models():
     assert defaults == shipped | added | {"mix": shipped["mix"] | added_to_the_mix}
 
 
-def test_false_alarms_are_mined_away_from_tumours_and_crops_are_then_centred_on_them(nih_slices, msd_slices):
-    from pancscan_model.train import FALSE_ALARMS_PER_SLICE, false_alarm_spots
+def test_false_alarms_are_mined_away_from_tumours_one_per_hot_spot_and_crops_are_then_centred_on_them(nih_slices, msd_slices):
+    from pancscan_model.train import FALSE_ALARM_LEVEL, false_alarm_spots
 
     data = prepare(msd_slices[:2], nih_slices[:2], np.random.default_rng(0), transplants=0)
-    backbone = build_backbone(size=None)
-    lesion_bias = backbone.get_layer("lesion_logits").bias
-    lesion_bias.assign(tf.fill(lesion_bias.shape, 50.0))  # every cell a tumour
-    spots = false_alarm_spots(backbone, data)
-    assert sorted(spots) == [0, 1, 2, 3] and all(len(s) == FALSE_ALARMS_PER_SLICE for s in spots.values())
-    for index, places in spots.items():
-        tumour = data.tumour[index] > 0.5
-        for row, col in places:  # at least two map cells (8 px) from the tumour
-            assert not tumour[max(0, row - 10):row + 10, max(0, col - 10):col + 10].any()
-    lesion_bias.assign(tf.fill(lesion_bias.shape, -50.0))
-    assert false_alarm_spots(backbone, data) == {}
+    tumour_cells = data.tumour.astype(np.float32).reshape(-1, 64, 4, 64, 4).max(axis=(2, 4)) > 0.5
+    assert tumour_cells[0].any() and not tumour_cells[2].any()
+    row, col = np.argwhere(tumour_cells[0])[0]
+
+    seen = []
+
+    def backbone(images, training):
+        """Hot on the first MSD slice's tumour and the cells next to it; on every slice a spot of
+        2x2 cells far from it (one false alarm), and a lukewarm cell below the level."""
+        logits = np.full((len(images), 64, 64, 1), -6.0, np.float32)
+        if not seen:  # the first batch holds the first slice
+            logits[0, max(0, row - 2):row + 3, max(0, col - 2):col + 3] = 8.0
+        seen.append(len(images))
+        logits[:, 50:52, 5:7, 0] = [[3.0, 2.0], [2.0, 1.0]]
+        logits[:, 10, 60] = -0.5  # probability 0.38
+        return None, tf.constant(logits)
+
+    spots = false_alarm_spots(backbone, data, batch=3)
+    assert seen == [3, 1] and FALSE_ALARM_LEVEL == 0.5
+    # one place per slice: the spot's hottest cell, (50, 5), at the centre of its 4x4 input pixels
+    assert sorted(spots) == [0, 1, 2, 3] and all(s.tolist() == [[202, 22]] for s in spots.values())
 
     marked = np.zeros((256, 256), np.float16)
     marked[200:204, 40:44] = 1.0  # a bright mark at a false alarm of the first NIH slice
     data.images[2] = marked
+    data.false_alarms.clear()
     mix = BatchMix(tumour_pairs=0, transplants=0, normal=0, msd_anywhere=0, false_alarms=4)
     before = next(batches(data, mix, crop=64, seed=0))
     data.false_alarms[2] = np.array([[202, 42]])
     after = next(batches(data, mix, crop=64, seed=0))
     assert before.images.shape == after.images.shape == (4, 64, 64, 1) and (before.twin_of == -1).all()
     assert all(crop.max() > 0.5 for crop in after.images)  # every crop holds the mark
+
+
+def test_settings_that_cannot_work_together_are_refused():
+    for settings, message in (({"folds": 1}, "folds 1"), ({"folds": 3, "fold": 4}, "fold 4 of 3"), ({"fold": 1}, "fold 1 of 0"),
+                              ({"mix": BatchMix(normal=-1)}, "fewer than no crops"),
+                              ({"mix": BatchMix(false_alarms=3)}, "false-alarm crops need"),
+                              ({"mine_false_alarms_at": 0.5}, "false-alarm crops need"),
+                              ({"mix": BatchMix(false_alarms=3), "mine_false_alarms_at": 1.0}, "between 0 and 1"),
+                              ({"mix": BatchMix(false_alarms=3), "mine_false_alarms_at": 0.01, "steps": 50}, "at least one step")):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(**settings)
+    assert TrainConfig(mix=BatchMix(false_alarms=3), mine_false_alarms_at=0.02, steps=50).mine_false_alarms_at == 0.02
 
 
 def test_the_train_command_passes_its_settings_and_takes_false_alarm_crops_from_the_normal_ones(monkeypatch, tmp_path):
@@ -229,3 +253,5 @@ def test_the_train_command_passes_its_settings_and_takes_false_alarm_crops_from_
     given.clear()
     assert main(["train", "--data", "n", "--msd", "m", "--out", str(tmp_path)]) == 0
     assert given[0][3] == TrainConfig()
+    with pytest.raises(SystemExit, match="pancscan train: false-alarm crops need"):
+        main(["train", "--data", "n", "--msd", "m", "--out", str(tmp_path), "--false-alarm-crops", "3"])

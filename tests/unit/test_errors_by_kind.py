@@ -29,17 +29,17 @@ def test_sensitivity_is_counted_by_the_tumours_place():
 def test_a_probability_at_the_threshold_counts_as_found_and_as_a_false_alarm():
     kinds = errors_by_kind(rows(), threshold=0.7)
     assert kinds["sensitivity_by_place"]["head"]["value"] == 1.0
-    assert kinds["false_alarms_on_normal_slices"]["tail"]["n"] == 1
+    assert kinds["false_alarms_on_normal_slices"]["tail"]["called"] == 1
 
 
 def test_false_alarms_are_shares_of_all_normal_slices_and_of_all_erased_twins_by_where_their_peak_lies():
     kinds = errors_by_kind(rows(), threshold=0.6)
     normal = kinds["false_alarms_on_normal_slices"]
-    assert {name: (v["n"], v["value"]) for name, v in normal.items()} == {
-        "head": (0, 0.0), "body": (0, 0.0), "tail": (1, pytest.approx(0.2)), "outside the pancreas": (1, pytest.approx(0.2))}
+    assert {name: (v["called"], v["of"], v["value"]) for name, v in normal.items()} == {
+        "head": (0, 5, 0.0), "body": (0, 5, 0.0), "tail": (1, 5, pytest.approx(0.2)), "outside the pancreas": (1, 5, pytest.approx(0.2))}
     twins = kinds["false_alarms_on_erased_twins"]
-    assert {name: (v["n"], v["value"]) for name, v in twins.items()} == {
-        "at the erased tumour": (1, 0.25), "elsewhere": (1, 0.25)}
+    assert {name: (v["called"], v["of"], v["value"]) for name, v in twins.items()} == {
+        "at the erased tumour": (1, 4, 0.25), "elsewhere": (1, 4, 0.25)}
     assert 0.0 <= twins["elsewhere"]["ci95"][0] <= 0.25 <= twins["elsewhere"]["ci95"][1] <= 0.5
 
 
@@ -62,3 +62,19 @@ def test_a_threshold_chosen_on_one_folds_patients_is_judged_on_the_other_folds()
     assert first["other_folds_sensitivity"] == 1.0  # C2's 0.99
     assert second["threshold"] == pytest.approx(0.95) and second["other_folds_specificity"] == 1.0
     assert second["other_folds_sensitivity"] == 1.0
+
+
+def test_held_out_figures_need_the_tumour_slices_and_a_fold_needs_held_out_figures(tmp_path):
+    from pancscan_model.evaluate import evaluate
+
+    for arguments in ({"held_out": True}, {"fold": 1}, {"msd_dir": tmp_path, "fold": 1}):
+        with pytest.raises(SystemExit, match="--held-out needs --msd, and --fold needs --held-out"):
+            evaluate(tmp_path, out_dir=tmp_path / "out", **arguments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_false_alarm_on_a_slice_without_a_pancreas_mask_is_counted_as_unknown():
+    unknown = score_rows("normal", ["P3"], ["u"], [0], [0.9], [0], place=["unknown"])
+    assert errors_by_kind(rows() + unknown, threshold=0.5)["false_alarms_on_normal_slices"]["unknown"] | {"ci95": None} == {
+        "called": 1, "of": 6, "value": pytest.approx(1 / 6), "ci95": None}
+    assert "unknown" not in errors_by_kind(rows(), threshold=0.5)["false_alarms_on_normal_slices"]
