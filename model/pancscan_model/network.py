@@ -33,7 +33,7 @@ def build_backbone(size: int | None = INPUT_SIZE, width: float = 1.0) -> keras.M
     scales every layer's channels (parameters grow with its square: 228k at 1, 0.9M at 2, 2.0M at 3).
     """
     def c(channels: int) -> int:
-        return int(round(channels * width))
+        return round(channels * width)
 
     image = keras.Input((size, size, 1), name="image")
     x = layers.Rescaling(2.0, offset=-1.0)(image)
