@@ -217,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--msd", help=msd_help + ": real tumours of the model's test cases")
     evaluate.add_argument("--model", help="a .tflite with its .json beside it (default: the shipped model)")
     evaluate.add_argument("--out", default="evaluation", help="folder for report.json and the plots")
-    evaluate.add_argument("--held-out", action="store_true", help="with --msd: the model's held-out cases and patients (validation, "
-                          "or out of fold), not its test ones: for choosing between models")
+    evaluate.add_argument("--held-out", action="store_true", help="with --msd: the model's held-out cases and patients, not its "
+                          "test ones, to choose between models: its validation part scored by the model, or (cross-fitted) every "
+                          "non-test case scored by the fold model that did not see it, not by the model, which trained on all")
     evaluate.add_argument("--fold", type=int, help="with --held-out, of a cross-fitted model: fold K's model on its held-out cases alone")
     evaluate.set_defaults(run=_evaluate)
 

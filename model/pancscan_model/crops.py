@@ -59,8 +59,8 @@ class Prepared:
     twins: np.ndarray  # (N, 256, 256): the tumour filled in (MSD), else the image itself
     kinds: np.ndarray  # (N,) "msd" | "nih" | "transplant"
     cases: np.ndarray  # (N,) case or patient (a transplant: its host patient)
-    # slice index -> (row, column) at the model's scale of each place the model scores as a tumour
-    # where there is none; filled while training (train.false_alarm_spots)
+    # slice index -> (row, column) in the 256-pixel model input of each place the model scores as a
+    # tumour where there is none; filled while training (train.false_alarm_spots)
     false_alarms: dict[int, np.ndarray] = field(default_factory=dict)
 
 
