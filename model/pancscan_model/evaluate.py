@@ -48,8 +48,9 @@ AREA_BANDS_PX = {"<200 px": (0, 200), "200-800 px": (200, 800), ">=800 px": (800
 ISO_ATTENUATING_HU = 20  # tumours within this of their surroundings (median HU) are hard to see on one slice
 LOCALISATION_MARGIN_MM = 5.0
 MARGIN_PX = int(round(LOCALISATION_MARGIN_MM / places.PIXEL_MM))
+RESEARCH = " Research use only, not a medical device."
 NOTE = ("Positives are REAL pancreatic tumours (MSD Task07, one hospital); negatives are normal pancreases "
-        "(NIH Pancreas-CT, another hospital). Research use only, not a medical device.")
+        "(NIH Pancreas-CT, another hospital)." + RESEARCH)
 HELD_OUT_NOTE = ("HELD-OUT cases and patients, not the test ones: for choosing between models. The calibration and "
                  "threshold were fitted on these slices, so sensitivity, specificity and ECE here are in-sample; AUROC, "
                  "the erased twins and the localisation are not. " + NOTE)
@@ -419,11 +420,11 @@ def evaluate(data_dir, msd_dir=None, model_path=None, out_dir="evaluation", log=
         report, scored, rows = evaluate_real(data_dir, Path(msd_dir), model, metadata, log, out_dir)
         note = NOTE
     elif (data_dir / "imagesTr").is_dir():
-        (report, scored, rows), note = evaluate_labelled(load_msd_task07(data_dir), model), "Labels as the data set gives them."
+        (report, scored, rows), note = evaluate_labelled(load_msd_task07(data_dir), model), "Labels as the data set gives them." + RESEARCH
     else:
-        (report, scored, rows), note = evaluate_labelled(load_class_folders(data_dir), model), "Labels as the folders give them."
+        (report, scored, rows), note = evaluate_labelled(load_class_folders(data_dir), model), "Labels as the folders give them." + RESEARCH
     report = {"model_version": model.metadata.version, "threshold": model.metadata.threshold,
-              "note": note + " Research use only, not a medical device." if note not in (NOTE, HELD_OUT_NOTE) else note, **report}
+              "note": note, **report}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     write_scores(rows, out_dir / "scores.csv")

@@ -207,7 +207,7 @@ def train_backbone(msd: list, nih: list, config: TrainConfig, seed: int, log=pri
 def export_and_calibrate(backbone, out_dir: Path, metadata: dict, splits: Splits, msd, nih, log=print) -> dict:
     """Export ``backbone`` to ``out_dir`` and fit what is fitted on held-out cases (calibration,
     threshold, OOD limits, series rule) through the exported models; writes pancscan.json."""
-    export_model(build_inference_model(backbone, batch_size=1), out_dir / "pancscan.tflite")
+    _export(backbone, out_dir / "pancscan.tflite")
     train_msd, train_nih = splits.slices("train", msd, nih)
     train_inputs = [to_model_input(s.image) for s in train_msd + train_nih]
     specificity = metadata["training"]["config"]["specificity"]
@@ -217,10 +217,15 @@ def export_and_calibrate(backbone, out_dir: Path, metadata: dict, splits: Splits
     return metadata
 
 
+def _export(backbone, path: Path) -> None:
+    """The inference graph of ``backbone`` (the slice and its mirror image) as the .tflite at ``path``."""
+    export_model(build_inference_model(backbone, batch_size=1), path)
+
+
 def _export_fold(backbone, fold_dir: Path) -> None:
     fold_dir.mkdir(parents=True, exist_ok=True)
     backbone.save_weights(fold_dir / "pancscan.weights.h5")
-    export_model(build_inference_model(backbone, batch_size=1), fold_dir / "pancscan.tflite")
+    _export(backbone, fold_dir / "pancscan.tflite")
 
 
 def reexport(model_dir: str | Path, nih_dir: str | Path, msd_dir: str | Path, log=print) -> dict:
@@ -235,7 +240,7 @@ def reexport(model_dir: str | Path, nih_dir: str | Path, msd_dir: str | Path, lo
         for path, _ in held_out_models(model_dir / "pancscan.tflite", splits):
             fold = build_backbone(size=None, width=width)
             fold.load_weights(path.with_suffix(".weights.h5"))
-            export_model(build_inference_model(fold, batch_size=1), path)
+            _export(fold, path)
     backbone = build_backbone(size=None, width=width)
     backbone.load_weights(model_dir / "pancscan.weights.h5")
     keep = ("name", "input", "window", "outputs", "split", "training", "research_use_only")
