@@ -60,7 +60,8 @@ def test_loss_decreases_on_a_few_crops(nih_slices, msd_slices):
 @pytest.mark.slow
 def test_train_writes_a_loadable_model_with_complete_metadata(nih_dir, msd_dir, tmp_path):
     nih, msd = small_copies(tmp_path, nih_dir, msd_dir)
-    config = TrainConfig(steps=3, crop=64, mix=TINY, transplants=3, msd_val=0.2, msd_test=0.2, nih_val=2, nih_test=2)
+    config = TrainConfig(steps=3, crop=64, mix=TINY, transplants=3, msd_val=0.2, msd_test=0.2, nih_val=2, nih_test=2,
+                         folds=0, precision="float32")
 
     metadata = train(nih, msd, tmp_path / "out", config, log=lambda line: None)
 
@@ -181,7 +182,7 @@ def test_default_training_config_is_the_shipped_models():
     shipped = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())["training"]["config"]
     defaults = json.loads(json.dumps(asdict(TrainConfig())))
     # settings added since the shipped model was trained default to what its training did
-    added = {"folds": 0, "fold": 0, "precision": "float32", "width": 1.0, "mine_false_alarms_at": 0.0}
+    added = {"fold": 0, "width": 1.0, "mine_false_alarms_at": 0.0}
     added_to_the_mix = {"false_alarms": 0}
     assert {k: v for k, v in defaults.items() if k not in shipped} == added
     assert {k: v for k, v in defaults["mix"].items() if k not in shipped["mix"]} == added_to_the_mix
@@ -227,7 +228,8 @@ def test_false_alarms_are_mined_away_from_tumours_one_per_hot_spot_and_crops_are
 
 
 def test_settings_that_cannot_work_together_are_refused():
-    for settings, message in (({"folds": 1}, "folds 1"), ({"folds": 3, "fold": 4}, "fold 4 of 3"), ({"fold": 1}, "fold 1 of 0"),
+    for settings, message in (({"folds": 1}, "folds 1"), ({"folds": 3, "fold": 4}, "fold 4 of 3"),
+                              ({"folds": 0, "fold": 1}, "fold 1 of 0"),
                               ({"mix": BatchMix(normal=-1)}, "fewer than no crops"),
                               ({"mix": BatchMix(false_alarms=3)}, "false-alarm crops need"),
                               ({"mine_false_alarms_at": 0.5}, "false-alarm crops need"),
